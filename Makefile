@@ -1,0 +1,48 @@
+# kubepool — see README.md. `make test` is what CI runs.
+SHELL := /bin/bash
+GO ?= go
+STATICCHECK_VERSION ?= 2025.1.1
+export GOFLAGS ?= -buildvcs=false
+
+.PHONY: all build test unit e2e lint vet deps cluster-up cluster-down cluster-status demo bench clean
+
+all: build
+
+build: ## build bin/kubepool
+	$(GO) build -o bin/kubepool ./cmd/kubepool
+
+deps: ## install the Debian packages the dev cluster and the tests use
+	hack/devcluster/deps.sh
+
+test: ## everything: deps, lint, dev cluster up, unit + e2e tests, cluster down (if this started it)
+	hack/test.sh
+
+unit: ## tests that need no dev cluster (they still start real ZooKeeper/registry processes)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+e2e: ## end-to-end tests against a running dev cluster (make cluster-up)
+	KUBEPOOL_E2E=1 $(GO) test -count=1 -timeout 40m ./test/e2e/...
+
+vet:
+	$(GO) vet ./...
+
+lint: vet ## go vet + staticcheck (installed from the module proxy)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+cluster-up: deps ## start the dev cluster + ZooKeeper + registry (idempotent)
+	$(GO) run ./hack/devcluster up
+
+cluster-down: ## stop exactly what cluster-up started
+	$(GO) run ./hack/devcluster down
+
+cluster-status:
+	$(GO) run ./hack/devcluster status
+
+demo: cluster-up build ## the main job: see README.md
+	hack/demo.sh
+
+bench: ## benchmarks whose figures are in BENCHMARKS.md (needs the dev cluster)
+	KUBEPOOL_E2E=1 $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./...
+
+clean:
+	rm -rf bin
