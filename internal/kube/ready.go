@@ -1,0 +1,173 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+)
+
+// ErrPodFailed is matched (errors.Is) by every *PodError.
+var ErrPodFailed = errors.New("pod cannot start")
+
+// PodError says why a pod will not become ready. Reason is Kubernetes' own
+// word for it (ErrImagePull, ImagePullBackOff, Unschedulable, CrashLoopBackOff,
+// Error, Deleted, ...), Message its explanation.
+type PodError struct {
+	Namespace string
+	Pod       string
+	Container string // empty when the reason is not a container's
+	Reason    string
+	Message   string
+}
+
+func (e *PodError) Error() string {
+	where := fmt.Sprintf("pod %s/%s", e.Namespace, e.Pod)
+	if e.Container != "" {
+		where += fmt.Sprintf(" container %q", e.Container)
+	}
+	if e.Message == "" {
+		return fmt.Sprintf("%s: %s", where, e.Reason)
+	}
+	return fmt.Sprintf("%s: %s: %s", where, e.Reason, e.Message)
+}
+
+// Is makes errors.Is(err, ErrPodFailed) true for a *PodError.
+func (e *PodError) Is(target error) bool { return target == ErrPodFailed }
+
+// fatalWaitingReasons are container waiting reasons that do not resolve by
+// themselves within the time a CI job is prepared to wait. Kubernetes keeps
+// retrying them with back-off; a launcher should not.
+var fatalWaitingReasons = map[string]bool{
+	"ErrImagePull":               true,
+	"ImagePullBackOff":           true,
+	"InvalidImageName":           true,
+	"ErrImageNeverPull":          true,
+	"CreateContainerConfigError": true,
+	"CreateContainerError":       true,
+	"RunContainerError":          true,
+	"CrashLoopBackOff":           true,
+}
+
+// podProblem returns why p will never become ready, or nil if it still may.
+func podProblem(p *corev1.Pod) *PodError {
+	perr := func(container, reason, msg string) *PodError {
+		return &PodError{Namespace: p.Namespace, Pod: p.Name, Container: container, Reason: reason, Message: msg}
+	}
+	switch p.Status.Phase {
+	case corev1.PodFailed, corev1.PodSucceeded:
+		reason := p.Status.Reason
+		if reason == "" {
+			reason = "Pod" + string(p.Status.Phase)
+		}
+		return perr("", reason, p.Status.Message)
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return perr("", c.Reason, c.Message)
+		}
+	}
+	statuses := append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
+	for _, cs := range statuses {
+		if w := cs.State.Waiting; w != nil && fatalWaitingReasons[w.Reason] {
+			return perr(cs.Name, w.Reason, w.Message)
+		}
+		// A machine-like pod's containers never exit; an exit means the
+		// image's command is wrong for it.
+		if t := cs.State.Terminated; t != nil && !isCompletedInit(p, cs.Name, t) {
+			msg := t.Message
+			if msg == "" {
+				msg = fmt.Sprintf("exit code %d", t.ExitCode)
+			}
+			return perr(cs.Name, "Container"+t.Reason, msg)
+		}
+	}
+	return nil
+}
+
+func isCompletedInit(p *corev1.Pod, name string, t *corev1.ContainerStateTerminated) bool {
+	if t.ExitCode != 0 {
+		return false
+	}
+	for _, c := range p.Spec.InitContainers {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// WaitForPod watches the pod until it is Ready and returns it. It returns a
+// *PodError as soon as the pod shows that it cannot start (image pull
+// errors, unschedulable, a container that exits or crash-loops, the pod
+// deleted), and ctx's error if ctx ends first. It never polls.
+func WaitForPod(ctx context.Context, client kubernetes.Interface, namespace, name string) (*corev1.Pod, error) {
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return client.CoreV1().Pods(namespace).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return client.CoreV1().Pods(namespace).Watch(ctx, o)
+		},
+	}
+	var (
+		ready *corev1.Pod
+		perr  *PodError
+	)
+	precondition := func(store cache.Store) (bool, error) {
+		if _, exists, err := store.Get(&metav1.ObjectMeta{Namespace: namespace, Name: name}); err != nil || !exists {
+			return false, fmt.Errorf("pod %s/%s not found", namespace, name)
+		}
+		return false, nil
+	}
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, precondition, func(ev watch.Event) (bool, error) {
+		switch ev.Type {
+		case watch.Deleted:
+			perr = &PodError{Namespace: namespace, Pod: name, Reason: "Deleted", Message: "the pod was deleted while waiting for it"}
+			return true, nil
+		case watch.Added, watch.Modified:
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				return false, nil
+			}
+			if podReady(p) {
+				ready = p
+				return true, nil
+			}
+			if perr = podProblem(p); perr != nil {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	switch {
+	case perr != nil:
+		return nil, perr
+	case err != nil:
+		if errors.Is(err, watchtools.ErrWatchClosed) || ctx.Err() != nil {
+			return nil, fmt.Errorf("waiting for pod %s/%s to be ready: %w", namespace, name, context.Cause(ctx))
+		}
+		return nil, fmt.Errorf("waiting for pod %s/%s to be ready: %w", namespace, name, err)
+	}
+	return ready, nil
+}
