@@ -1,0 +1,252 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Kind is what a node is made of.
+type Kind string
+
+const (
+	// KindPod is a namespace holding one pod that behaves like a machine.
+	KindPod Kind = "pod"
+	// KindNamespace is a namespace for container-native jobs.
+	KindNamespace Kind = "namespace"
+)
+
+// ServiceAccountName is the service account whose token a node's user gets.
+const ServiceAccountName = "zuul-worker"
+
+// DefaultTokenExpiration bounds the lifetime of handed-out tokens when the
+// configuration does not.
+const DefaultTokenExpiration = 8 * time.Hour
+
+// Driver creates and deletes node resources in one cluster.
+type Driver struct {
+	Client kubernetes.Interface
+	// Host, CAData and SkipTLS are what node users are told to connect to.
+	Host    string
+	CAData  []byte
+	SkipTLS bool
+	// TokenExpiration is the lifetime requested for node tokens.
+	TokenExpiration time.Duration
+}
+
+// NewDriver returns a Driver for the cluster cfg points at.
+func NewDriver(cfg *rest.Config) (*Driver, error) {
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating Kubernetes client for %s: %w", cfg.Host, err)
+	}
+	ca := cfg.CAData
+	if len(ca) == 0 && cfg.CAFile != "" {
+		if ca, err = os.ReadFile(cfg.CAFile); err != nil {
+			return nil, fmt.Errorf("reading cluster CA: %w", err)
+		}
+	}
+	return &Driver{Client: client, Host: cfg.Host, CAData: ca, SkipTLS: cfg.Insecure, TokenExpiration: DefaultTokenExpiration}, nil
+}
+
+// Resource describes one node to create.
+type Resource struct {
+	Kind      Kind
+	Owner     Owner
+	Namespace string // the namespace to create; see DNSLabel
+	// PodName and Pod are used for KindPod. Pod.RestartPolicy and the
+	// service-account settings are set by Create.
+	PodName     string
+	Pod         corev1.PodSpec
+	PodLabels   map[string]string // extra labels for the pod (the label's "labels")
+	Annotations map[string]string
+}
+
+// Connection is what a node's user needs to reach it.
+type Connection struct {
+	Host        string
+	CAData      []byte
+	SkipTLS     bool
+	Namespace   string
+	User        string // the service account's name
+	Token       string
+	TokenExpiry time.Time
+	Pod         string // empty for namespaces
+	Node        string // the Kubernetes node the pod runs on
+}
+
+// Create makes r and waits until it is usable: for pods, until the pod is
+// Ready (see WaitForPod). On error, what was created is left for the caller
+// to Delete (it carries r.Owner's labels, so the leak sweep finds it too).
+func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
+	meta := func(name string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Namespace: r.Namespace, Labels: r.Owner.Labels()}
+	}
+	nsMeta := meta(r.Namespace)
+	nsMeta.Namespace = ""
+	if _, err := d.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: nsMeta}, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating namespace %q: %w", r.Namespace, err)
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: meta(ServiceAccountName), AutomountServiceAccountToken: ptr(false)}
+	if _, err := d.Client.CoreV1().ServiceAccounts(r.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating service account %s/%s: %w", r.Namespace, ServiceAccountName, err)
+	}
+	role := &rbacv1.Role{ObjectMeta: meta(ServiceAccountName), Rules: RoleRules(r.Kind)}
+	if _, err := d.Client.RbacV1().Roles(r.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating role %s/%s: %w", r.Namespace, role.Name, err)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: meta(ServiceAccountName),
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: ServiceAccountName, Namespace: r.Namespace}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+	}
+	if _, err := d.Client.RbacV1().RoleBindings(r.Namespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating role binding %s/%s: %w", r.Namespace, rb.Name, err)
+	}
+	conn := &Connection{Host: d.Host, CAData: d.CAData, SkipTLS: d.SkipTLS, Namespace: r.Namespace, User: ServiceAccountName}
+	if r.Kind == KindPod {
+		pm := meta(r.PodName)
+		for k, v := range r.PodLabels {
+			if _, ours := pm.Labels[k]; !ours {
+				pm.Labels[k] = v
+			}
+		}
+		pm.Annotations = r.Annotations
+		spec := r.Pod
+		spec.RestartPolicy = corev1.RestartPolicyNever
+		// The pod itself needs no API access: the token is for the job.
+		spec.AutomountServiceAccountToken = ptr(false)
+		if _, err := d.Client.CoreV1().Pods(r.Namespace).Create(ctx, &corev1.Pod{ObjectMeta: pm, Spec: spec}, metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("creating pod %s/%s: %w", r.Namespace, r.PodName, err)
+		}
+		p, err := WaitForPod(ctx, d.Client, r.Namespace, r.PodName)
+		if err != nil {
+			return nil, err
+		}
+		conn.Pod, conn.Node = p.Name, p.Spec.NodeName
+	}
+	if err := d.RefreshToken(ctx, conn); err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
+// RefreshToken replaces conn's token with a fresh one from the TokenRequest
+// API, valid for d.TokenExpiration. Pod nodes' tokens are bound to the pod:
+// deleting the pod revokes them.
+func (d *Driver) RefreshToken(ctx context.Context, conn *Connection) error {
+	exp := d.TokenExpiration
+	if exp <= 0 {
+		exp = DefaultTokenExpiration
+	}
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(exp / time.Second))}}
+	if conn.Pod != "" {
+		p, err := d.Client.CoreV1().Pods(conn.Namespace).Get(ctx, conn.Pod, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("getting pod %s/%s to bind its token: %w", conn.Namespace, conn.Pod, err)
+		}
+		tr.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID}
+	}
+	got, err := d.Client.CoreV1().ServiceAccounts(conn.Namespace).CreateToken(ctx, conn.User, tr, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("requesting token for %s/%s: %w", conn.Namespace, conn.User, err)
+	}
+	conn.Token, conn.TokenExpiry = got.Status.Token, got.Status.ExpirationTimestamp.Time
+	return nil
+}
+
+// RoleRules are the permissions a node's token carries, in its namespace only.
+func RoleRules(k Kind) []rbacv1.PolicyRule {
+	if k == KindPod {
+		return []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"create", "get"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/portforward"}, Verbs: []string{"create", "get"}},
+		}
+	}
+	manage := []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts"}, Verbs: manage},
+		{APIGroups: []string{""}, Resources: []string{"pods/exec", "pods/portforward", "pods/attach"}, Verbs: []string{"create", "get"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/log", "events"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "replicasets", "statefulsets", "daemonsets"}, Verbs: manage},
+		{APIGroups: []string{"batch"}, Resources: []string{"jobs", "cronjobs"}, Verbs: manage},
+	}
+}
+
+// Delete deletes namespace and everything in it. With wait it returns only
+// once the namespace is gone (its finalizers have run), watching rather than
+// polling. A namespace that does not exist is not an error.
+func (d *Driver) Delete(ctx context.Context, namespace string, wait bool) error {
+	err := d.Client.CoreV1().Namespaces().Delete(ctx, namespace, metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationBackground)})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deleting namespace %q: %w", namespace, err)
+	}
+	if !wait {
+		return nil
+	}
+	return d.waitGone(ctx, namespace)
+}
+
+func (d *Driver) waitGone(ctx context.Context, namespace string) error {
+	for {
+		ns, err := d.Client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("waiting for namespace %q to be deleted: %w", namespace, err)
+		}
+		w, err := d.Client.CoreV1().Namespaces().Watch(ctx, metav1.ListOptions{
+			FieldSelector:   "metadata.name=" + namespace,
+			ResourceVersion: ns.ResourceVersion,
+		})
+		if err != nil {
+			return fmt.Errorf("watching namespace %q: %w", namespace, err)
+		}
+		gone, err := drainUntilDeleted(ctx, w)
+		w.Stop()
+		if err != nil {
+			return fmt.Errorf("waiting for namespace %q to be deleted: %w", namespace, err)
+		}
+		if gone {
+			return nil
+		}
+		// The watch ended early (server timeout): look again.
+	}
+}
+
+func drainUntilDeleted(ctx context.Context, w watch.Interface) (bool, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return false, context.Cause(ctx)
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return false, nil
+			}
+			switch ev.Type {
+			case watch.Deleted:
+				return true, nil
+			case watch.Error:
+				return false, apierrors.FromObject(ev.Object)
+			}
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
