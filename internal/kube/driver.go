@@ -250,3 +250,8 @@ func drainUntilDeleted(ctx context.Context, w watch.Interface) (bool, error) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// MachineCommand keeps a pod's container running like a machine: a shell that
+// never exits by itself and stops at once on SIGTERM, so deleting the pod is
+// quick.
+var MachineCommand = []string{"/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"}
