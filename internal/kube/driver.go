@@ -70,6 +70,8 @@ type Resource struct {
 	Pod         corev1.PodSpec
 	PodLabels   map[string]string // extra labels for the pod (the label's "labels")
 	Annotations map[string]string
+	// Observe, if set, is told when the pod reaches each Milestone.
+	Observe func(Milestone)
 }
 
 // Connection is what a node's user needs to reach it.
@@ -129,7 +131,7 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 		if _, err := d.Client.CoreV1().Pods(r.Namespace).Create(ctx, &corev1.Pod{ObjectMeta: pm, Spec: spec}, metav1.CreateOptions{}); err != nil {
 			return nil, fmt.Errorf("creating pod %s/%s: %w", r.Namespace, r.PodName, err)
 		}
-		p, err := WaitForPod(ctx, d.Client, r.Namespace, r.PodName)
+		p, err := WaitForPodObserved(ctx, d.Client, r.Namespace, r.PodName, r.Observe)
 		if err != nil {
 			return nil, err
 		}

@@ -114,11 +114,36 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
+// Milestone is a step on a pod's way to Ready, as WaitForPod sees it.
+type Milestone string
+
+const (
+	Scheduled Milestone = "scheduled" // bound to a node
+	Pulled    Milestone = "pulled"    // every container's image is present
+	Started   Milestone = "started"   // every container is running
+	Ready     Milestone = "ready"     // the pod is Ready
+)
+
 // WaitForPod watches the pod until it is Ready and returns it. It returns a
 // *PodError as soon as the pod shows that it cannot start (image pull
 // errors, unschedulable, a container that exits or crash-loops, the pod
 // deleted), and ctx's error if ctx ends first. It never polls.
 func WaitForPod(ctx context.Context, client kubernetes.Interface, namespace, name string) (*corev1.Pod, error) {
+	return WaitForPodObserved(ctx, client, namespace, name, nil)
+}
+
+// WaitForPodObserved is WaitForPod, calling observe once for each milestone
+// the first time the watch shows it (observe may be nil).
+func WaitForPodObserved(ctx context.Context, client kubernetes.Interface, namespace, name string, observe func(Milestone)) (*corev1.Pod, error) {
+	seen := map[Milestone]bool{}
+	mark := func(m Milestone, reached bool) {
+		if reached && !seen[m] {
+			seen[m] = true
+			if observe != nil {
+				observe(m)
+			}
+		}
+	}
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -150,7 +175,11 @@ func WaitForPod(ctx context.Context, client kubernetes.Interface, namespace, nam
 			if !ok {
 				return false, nil
 			}
+			mark(Scheduled, p.Spec.NodeName != "")
+			mark(Pulled, allContainers(p, func(cs corev1.ContainerStatus) bool { return cs.ImageID != "" }))
+			mark(Started, allContainers(p, func(cs corev1.ContainerStatus) bool { return cs.State.Running != nil }))
 			if podReady(p) {
+				mark(Ready, true)
 				ready = p
 				return true, nil
 			}
@@ -170,4 +199,16 @@ func WaitForPod(ctx context.Context, client kubernetes.Interface, namespace, nam
 		return nil, fmt.Errorf("waiting for pod %s/%s to be ready: %w", namespace, name, err)
 	}
 	return ready, nil
+}
+
+func allContainers(p *corev1.Pod, f func(corev1.ContainerStatus) bool) bool {
+	if len(p.Status.ContainerStatuses) < len(p.Spec.Containers) {
+		return false
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if !f(cs) {
+			return false
+		}
+	}
+	return true
 }
