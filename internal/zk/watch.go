@@ -1,0 +1,132 @@
+package zk
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// notify sends on a 1-buffered channel without blocking: notifications
+// coalesce, and the receiver re-reads the state it cares about.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// WatchRequests returns a channel that receives a value whenever a request
+// is added, removed or changed, and once at the start; the receiver lists
+// the requests again (ListRequests). Watches survive reconnects and are
+// re-armed after a session expiry (with a notification). The channel is closed when ctx is done.
+func (c *Client) WatchRequests(ctx context.Context) <-chan struct{} {
+	return c.watchTree(ctx, RequestRoot)
+}
+
+// WatchNodes is WatchRequests for /nodepool/nodes: node records added,
+// removed or changed (state in-use, used, hold, ...). Lock changes are not
+// reported.
+func (c *Client) WatchNodes(ctx context.Context) <-chan struct{} {
+	return c.watchTree(ctx, NodeRoot)
+}
+
+// watchTree watches root's children and each child's data.
+func (c *Client) watchTree(ctx context.Context, root string) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go func() {
+		defer close(ch)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		watched := map[string]context.CancelFunc{}
+		fire := func() { notify(ch) }
+		for {
+			if ctx.Err() != nil {
+				return
+			}
+			children, _, ev, err := c.conn.ChildrenW(c.abs(root))
+			if errors.Is(err, zk.ErrNoNode) {
+				if err := c.ensurePath(ctx, c.abs(root)); err != nil && c.retryWait(ctx, time.Second) != nil {
+					return
+				}
+				continue
+			}
+			if err != nil {
+				c.log.Debug("watching znode children", "path", root, "err", err)
+				if c.retryWait(ctx, time.Second) != nil {
+					return
+				}
+				fire()
+				continue
+			}
+			seen := map[string]bool{}
+			for _, name := range children {
+				seen[name] = true
+				if _, ok := watched[name]; ok {
+					continue
+				}
+				cctx, ccancel := context.WithCancel(ctx)
+				watched[name] = ccancel
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c.watchData(cctx, root+"/"+name, fire)
+				}()
+			}
+			for name, cancelChild := range watched {
+				if !seen[name] {
+					cancelChild()
+					delete(watched, name)
+				}
+			}
+			fire()
+			select {
+			case <-ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// watchData calls fire whenever p's data changes, until p is deleted or ctx
+// is done. It does not fire for the first read.
+func (c *Client) watchData(ctx context.Context, p string, fire func()) {
+	first := true
+	for {
+		if ctx.Err() != nil {
+			return
+		}
+		_, _, ev, err := c.conn.GetW(c.abs(p))
+		if errors.Is(err, zk.ErrNoNode) {
+			if !first {
+				fire()
+			}
+			return
+		}
+		if err != nil {
+			if c.retryWait(ctx, time.Second) != nil {
+				return
+			}
+			continue
+		}
+		if !first {
+			fire()
+		}
+		first = false
+		select {
+		case e := <-ev:
+			if e.Type == zk.EventNodeDeleted {
+				fire()
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
