@@ -57,7 +57,7 @@ func (r *record) decode(data []byte, fields []field) error {
 		if err := json.Unmarshal(v, f.v); err != nil {
 			return fmt.Errorf("decoding %q: %w", f.name, err)
 		}
-		enc, err := json.Marshal(f.v)
+		enc, err := marshal(f.v)
 		if err != nil {
 			return fmt.Errorf("re-encoding %q: %w", f.name, err)
 		}
@@ -72,7 +72,7 @@ func (r *record) encode(fields []field) ([]byte, error) {
 		out[k] = v
 	}
 	for _, f := range fields {
-		enc, err := json.Marshal(f.v)
+		enc, err := marshal(f.v)
 		if err != nil {
 			return nil, fmt.Errorf("encoding %q: %w", f.name, err)
 		}
@@ -81,7 +81,19 @@ func (r *record) encode(fields []field) ([]byte, error) {
 		}
 		out[f.name] = enc
 	}
-	return json.Marshal(out)
+	return marshal(out)
+}
+
+// marshal is json.Marshal without HTML escaping, as Python's json.dumps
+// writes.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // nullString is a string that Nodepool leaves as None when unset: "" is
@@ -92,7 +104,7 @@ func (s nullString) MarshalJSON() ([]byte, error) {
 	if *s.p == "" {
 		return []byte("null"), nil
 	}
-	return json.Marshal(*s.p)
+	return marshal(*s.p)
 }
 
 func (s nullString) UnmarshalJSON(b []byte) error {
@@ -110,7 +122,7 @@ func (f nullFloat) MarshalJSON() ([]byte, error) {
 	if *f.p == 0 {
 		return []byte("null"), nil
 	}
-	return json.Marshal(*f.p)
+	return marshal(*f.p)
 }
 
 func (f nullFloat) UnmarshalJSON(b []byte) error {
@@ -130,7 +142,7 @@ func (l stringList) MarshalJSON() ([]byte, error) {
 	if *l.p == nil {
 		return []byte("[]"), nil
 	}
-	return json.Marshal(*l.p)
+	return marshal(*l.p)
 }
 
 func (l stringList) UnmarshalJSON(b []byte) error {
@@ -160,7 +172,7 @@ func (s seconds) MarshalJSON() ([]byte, error) {
 	if *s.p == 0 {
 		return []byte("null"), nil
 	}
-	return json.Marshal(*s.p)
+	return marshal(*s.p)
 }
 
 func (s seconds) UnmarshalJSON(b []byte) error {

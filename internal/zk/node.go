@@ -183,7 +183,7 @@ type KubeConnection struct {
 
 // SetKubeConnection sets ConnectionPort to kc.
 func (n *Node) SetKubeConnection(kc KubeConnection) error {
-	b, err := json.Marshal(kc)
+	b, err := marshal(kc)
 	if err != nil {
 		return err
 	}
