@@ -1,0 +1,232 @@
+package imageset
+
+import (
+	"cmp"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/time/rate"
+)
+
+// RegistryOptions configures access to registries.
+type RegistryOptions struct {
+	// Keychain finds credentials; nil means authn.DefaultKeychain (docker
+	// config.json, $DOCKER_CONFIG, credential helpers). Basic and token
+	// auth are negotiated with the registry.
+	Keychain authn.Keychain
+	// CAFile is a PEM bundle trusted in addition to the system roots.
+	CAFile string
+	// Insecure allows plain HTTP (and unverified TLS) for every registry.
+	// Loopback and localhost registries get plain HTTP without it.
+	Insecure bool
+	// Jobs bounds concurrent requests per operation; 0 means 8.
+	Jobs int
+	// RequestsPerSecond limits requests to each registry host; 0 means no limit.
+	RequestsPerSecond float64
+	// Retries is how many times a request that fails with 408, 429 or 5xx
+	// (or a network error) is tried again, with exponential backoff; 0
+	// means 4, negative means none.
+	Retries int
+	// PageSize is the number of tags asked for per tags/list page; 0 means 1000.
+	PageSize int
+	// WrapTransport, if set, wraps the HTTP transport (tracing, tests).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Logger receives debug records; nil logs nothing.
+	Logger *slog.Logger
+}
+
+// Stats counts what a [Client] sent.
+type Stats struct {
+	Requests        int64 // HTTP requests, retries included
+	ManifestPuts    int64
+	BlobUploads     int64 // blob upload requests (POST/PATCH/PUT under /blobs/uploads/)
+	BlobUploadBytes int64 // bytes of blob data sent
+}
+
+// Client talks to registries on behalf of discover and promote.
+type Client struct {
+	opts     RegistryOptions
+	log      *slog.Logger
+	puller   *remote.Puller
+	pusher   *remote.Pusher
+	nameOpts []name.Option
+	counter  *countingTransport
+}
+
+// NewClient builds a Client. It reads CAFile now.
+func NewClient(opts RegistryOptions) (*Client, error) {
+	if opts.Jobs <= 0 {
+		opts.Jobs = 8
+	}
+	switch {
+	case opts.Retries == 0:
+		opts.Retries = 4
+	case opts.Retries < 0:
+		opts.Retries = 0
+	}
+	if opts.Keychain == nil {
+		opts.Keychain = authn.DefaultKeychain
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConnsPerHost = opts.Jobs * 2
+	base.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.CAFile != "" {
+		pem, err := os.ReadFile(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("reading CA file %s: no PEM certificates in it", opts.CAFile)
+		}
+		base.TLSClientConfig.RootCAs = pool
+	}
+	if opts.Insecure {
+		base.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // asked for with --insecure
+	}
+	var rt http.RoundTripper = base
+	if opts.WrapTransport != nil {
+		rt = opts.WrapTransport(rt)
+	}
+	counter := &countingTransport{next: rt, rps: opts.RequestsPerSecond, limiters: map[string]*rate.Limiter{}}
+
+	ropts := []remote.Option{
+		remote.WithTransport(counter),
+		remote.WithAuthFromKeychain(opts.Keychain),
+		remote.WithJobs(opts.Jobs),
+		remote.WithUserAgent("kubepool"),
+		remote.WithPageSize(cmp.Or(opts.PageSize, 1000)),
+		remote.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
+			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout),
+		remote.WithRetryBackoff(remote.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: opts.Retries + 1}),
+	}
+	puller, err := remote.NewPuller(ropts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating registry client: %w", err)
+	}
+	pusher, err := remote.NewPusher(append(ropts, remote.Reuse(puller))...)
+	if err != nil {
+		return nil, fmt.Errorf("creating registry client: %w", err)
+	}
+	var nameOpts []name.Option
+	if opts.Insecure {
+		nameOpts = append(nameOpts, name.Insecure)
+	}
+	return &Client{opts: opts, log: log, puller: puller, pusher: pusher, nameOpts: nameOpts, counter: counter}, nil
+}
+
+// Stats returns what the client has sent so far.
+func (c *Client) Stats() Stats {
+	return Stats{
+		Requests:        c.counter.requests.Load(),
+		ManifestPuts:    c.counter.manifestPuts.Load(),
+		BlobUploads:     c.counter.blobUploads.Load(),
+		BlobUploadBytes: c.counter.blobBytes.Load(),
+	}
+}
+
+func (c *Client) ref(img Image, tag string) (name.Tag, error) {
+	if tag != "" {
+		img = img.WithTag(tag)
+	}
+	return img.Reference(c.nameOpts...)
+}
+
+// isNotFound reports whether err is a registry's "no such manifest".
+func isNotFound(err error) bool {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		if terr.StatusCode == http.StatusNotFound {
+			return true
+		}
+		for _, d := range terr.Errors {
+			if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// rawManifest is manifest bytes to PUT as they are: same digest, no blobs.
+type rawManifest struct {
+	body      []byte
+	mediaType types.MediaType
+}
+
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.body, nil }
+func (r rawManifest) MediaType() (types.MediaType, error) { return r.mediaType, nil }
+
+// countingTransport counts requests and uploaded blob bytes, and applies
+// the per-host rate limit.
+type countingTransport struct {
+	next http.RoundTripper
+	rps  float64
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+
+	requests, manifestPuts, blobUploads, blobBytes atomic.Int64
+}
+
+func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.rps > 0 {
+		t.mu.Lock()
+		l, ok := t.limiters[req.URL.Host]
+		if !ok {
+			burst := max(int(t.rps), 1)
+			l = rate.NewLimiter(rate.Limit(t.rps), burst)
+			t.limiters[req.URL.Host] = l
+		}
+		t.mu.Unlock()
+		if err := l.Wait(req.Context()); err != nil {
+			return nil, fmt.Errorf("waiting for rate limit of %s: %w", req.URL.Host, err)
+		}
+	}
+	t.requests.Add(1)
+	switch {
+	case req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/manifests/"):
+		t.manifestPuts.Add(1)
+	case req.Method != http.MethodGet && req.Method != http.MethodHead && strings.Contains(req.URL.Path, "/blobs/uploads/"):
+		t.blobUploads.Add(1)
+		if req.Body != nil && req.Body != http.NoBody {
+			req = req.Clone(req.Context())
+			req.Body = &countingBody{ReadCloser: req.Body, n: &t.blobBytes}
+		}
+	}
+	return t.next.RoundTrip(req)
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,373 @@
+package imageset
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/kubepool/kubepool/internal/testenv"
+)
+
+func newClient(t testing.TB, opts RegistryOptions) *Client {
+	t.Helper()
+	if opts.Keychain == nil {
+		opts.Keychain = authn.NewMultiKeychain() // no credentials: the test registry is open
+	}
+	c, err := NewClient(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// digests returns image -> digest of tag for every image ("" if absent).
+func digests(t *testing.T, images []Image, tag string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, img := range images {
+		ref, err := img.WithTag(tag).Reference()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := remote.Head(ref, remote.WithContext(t.Context()))
+		switch {
+		case isNotFound(err):
+			out[img.ImageName] = ""
+		case err != nil:
+			t.Fatalf("HEAD %s: %v", ref, err)
+		default:
+			out[img.ImageName] = d.Digest.String()
+		}
+	}
+	return out
+}
+
+// TestRegistry runs discover and promote against one real registry seeded
+// with ≥90 images × 50 tags. Subtests that change tags use their own.
+func TestRegistry(t *testing.T) {
+	w := seedWorld(t, 50)
+	if len(w.images) < 90 {
+		t.Fatalf("seeded %d images, want ≥ 90", len(w.images))
+	}
+
+	t.Run("discover", func(t *testing.T) {
+		c := newClient(t, RegistryOptions{PageSize: 16})
+		res, err := c.Discover(t.Context(), w.images, DiscoverOptions{})
+		if err != nil {
+			t.Fatalf("Discover() = %v", err)
+		}
+		var wantMissing []string
+		for _, img := range w.images {
+			if w.noMoving[img.ImageName] {
+				wantMissing = append(wantMissing, img.ImageName)
+			}
+		}
+		var gotMissing []string
+		for _, m := range res.Missing {
+			gotMissing = append(gotMissing, m.Image)
+			if !strings.Contains(m.Reason, `no tag "current-tripleo"`) {
+				t.Errorf("Missing reason for %s = %q, want it to name the tag", m.Image, m.Reason)
+			}
+		}
+		if diff := cmp.Diff(wantMissing, gotMissing); diff != "" {
+			t.Errorf("Discover() missing (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{w.current, w.offHash}, res.Tags); diff != "" {
+			t.Errorf("Discover() tags (-want +got):\n%s", diff)
+		}
+		if res.Consensus() {
+			t.Errorf("Consensus() = true, want false (one image is on another hash)")
+		}
+		if got, want := len(res.Images), len(w.images)-len(w.noMoving); got != want {
+			t.Fatalf("Discover() resolved %d images, want %d", got, want)
+		}
+		for i, r := range res.Resolved {
+			want := w.current
+			if strings.Contains(r.Image, w.images[20].Name()+":") {
+				want = w.offHash
+			}
+			if r.Tag != want {
+				t.Errorf("Discover(%s) tag = %s, want %s", r.Image, r.Tag, want)
+			}
+			if _, tag := splitTag(res.Images[i].ImageName); tag != r.Tag {
+				t.Errorf("Images[%d] = %s, want tag %s", i, res.Images[i].ImageName, r.Tag)
+			}
+		}
+		// The env file of the resolved set points at the hash tags.
+		env := EnvFile(res.Images)["parameter_defaults"]
+		if got := env["DockerKeystoneImage"]; !strings.HasSuffix(got, ":"+w.current) {
+			t.Errorf("EnvFile()[DockerKeystoneImage] = %q, want tag %s", got, w.current)
+		}
+	})
+
+	t.Run("discover tag_from_label", func(t *testing.T) {
+		c := newClient(t, RegistryOptions{})
+		for _, tt := range []struct{ label, want string }{
+			{testLabel, w.current},
+		} {
+			res, err := c.Discover(t.Context(), w.images, DiscoverOptions{TagFromLabel: tt.label})
+			if err != nil {
+				t.Fatalf("Discover(tag_from_label %s) = %v", tt.label, err)
+			}
+			if diff := cmp.Diff([]string{tt.want}, res.Tags); diff != "" {
+				t.Errorf("Discover(tag_from_label %s) tags (-want +got):\n%s", tt.label, diff)
+			}
+			// The image on another hash has the label of the current one:
+			// its digest does not match, so it is dropped with the reason.
+			if got, want := len(res.Missing), len(w.noMoving)+1; got != want {
+				t.Errorf("Discover(tag_from_label) dropped %d, want %d: %v", got, want, res.Missing)
+			}
+		}
+		// A format of labels that names a missing label drops every image.
+		res, err := c.Discover(t.Context(), w.images[:3], DiscoverOptions{TagFromLabel: "{version}-{nosuch}"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Resolved) != 0 || !strings.Contains(res.Missing[0].Reason, "no label nosuch") {
+			t.Errorf("Discover({version}-{nosuch}) = %+v, want all dropped for the missing label", res)
+		}
+	})
+
+	t.Run("promote", func(t *testing.T) {
+		c := newClient(t, RegistryOptions{})
+		const to = "promoted"
+		before := c.Stats()
+		res, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: to})
+		if err != nil {
+			t.Fatalf("Promote() = %v", err)
+		}
+		stats := c.Stats()
+		if got := stats.BlobUploads - before.BlobUploads; got != 0 {
+			t.Errorf("Promote() made %d blob uploads (%d bytes), want 0", got, stats.BlobUploadBytes-before.BlobUploadBytes)
+		}
+		if diff := cmp.Diff(digests(t, w.images, w.current), digests(t, w.images, to)); diff != "" {
+			t.Errorf("after Promote() %s differs from %s (-from +to):\n%s", to, w.current, diff)
+		}
+		for _, s := range res.Steps {
+			if s.Action != ActionCreate {
+				t.Errorf("Promote() step %s action = %s, want create", s.Target, s.Action)
+			}
+			isIndex := strings.Contains(s.MediaType, "index")
+			if want := w.multiArch[strings.Replace(s.Source, w.current, movingTag, 1)]; isIndex != want {
+				t.Errorf("Promote() %s media type %s, want index: %v", s.Source, s.MediaType, want)
+			}
+		}
+		// The lock file names every target with its digest.
+		var lock bytes.Buffer
+		if err := WriteLock(&lock, res); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Count(lock.String(), "sha256:"); got != len(w.images) {
+			t.Errorf("WriteLock() has %d digests, want %d", got, len(w.images))
+		}
+		// Promoting again changes nothing.
+		res, err = c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: to})
+		if err != nil {
+			t.Fatalf("Promote() again = %v", err)
+		}
+		for _, s := range res.Steps {
+			if s.Action != ActionUnchanged {
+				t.Errorf("Promote() again: %s action = %s, want unchanged", s.Target, s.Action)
+			}
+		}
+	})
+
+	t.Run("promote multi-arch index whole", func(t *testing.T) {
+		c := newClient(t, RegistryOptions{})
+		var set []Image
+		for _, img := range w.images {
+			if w.multiArch[img.ImageName] {
+				set = append(set, img)
+			}
+		}
+		if _, err := c.Promote(t.Context(), set, PromoteOptions{From: w.hashes[1], To: "multi"}); err != nil {
+			t.Fatalf("Promote() = %v", err)
+		}
+		for _, img := range set {
+			ref, _ := img.WithTag("multi").Reference()
+			idx, err := remote.Index(ref, remote.WithContext(t.Context()))
+			if err != nil {
+				t.Fatalf("reading index %s: %v", ref, err)
+			}
+			m, err := idx.IndexManifest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var archs []string
+			for _, d := range m.Manifests {
+				archs = append(archs, d.Platform.Architecture)
+				if _, err := idx.Image(d.Digest); err != nil {
+					t.Errorf("index %s child %s: %v", ref, d.Digest, err)
+				}
+			}
+			if diff := cmp.Diff([]string{"amd64", "arm64"}, archs); diff != "" {
+				t.Errorf("index %s platforms (-want +got):\n%s", ref, diff)
+			}
+		}
+	})
+
+	t.Run("promote dry run and missing source", func(t *testing.T) {
+		c := newClient(t, RegistryOptions{})
+		before := digests(t, w.images, passedTag)
+		res, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: passedTag, DryRun: true})
+		if err != nil {
+			t.Fatalf("Promote(dry run) = %v", err)
+		}
+		for _, s := range res.Steps {
+			if s.Action != ActionUpdate || s.Previous == "" {
+				t.Errorf("Promote(dry run) %s = %s from %q, want update from the old digest", s.Target, s.Action, s.Previous)
+			}
+		}
+		// current-tripleo is missing on some images: nothing may change.
+		_, err = c.Promote(t.Context(), w.images, PromoteOptions{From: movingTag, To: passedTag})
+		if !errors.Is(err, ErrSourceMissing) {
+			t.Fatalf("Promote(from %s) = %v, want ErrSourceMissing", movingTag, err)
+		}
+		if diff := cmp.Diff(before, digests(t, w.images, passedTag)); diff != "" {
+			t.Errorf("targets changed (-before +after):\n%s", diff)
+		}
+	})
+
+	t.Run("promote rollback", func(t *testing.T) {
+		for _, failAt := range []int{1, 45, len(w.images)} {
+			t.Run(fmt.Sprintf("fail PUT %d", failAt), func(t *testing.T) {
+				before := digests(t, w.images, passedTag)
+				c := newClient(t, RegistryOptions{WrapTransport: failNthManifestPut(failAt)})
+				_, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: passedTag})
+				var perr *PromoteError
+				if !errors.As(err, &perr) {
+					t.Fatalf("Promote() = %v, want a *PromoteError", err)
+				}
+				if !errors.Is(err, errInjected) {
+					t.Errorf("Promote() = %v, want it to wrap the injected error", err)
+				}
+				if len(perr.Unrestored) > 0 {
+					t.Errorf("Promote() left %d targets unrestored: %v", len(perr.Unrestored), perr.Unrestored)
+				}
+				if diff := cmp.Diff(before, digests(t, w.images, passedTag)); diff != "" {
+					t.Errorf("rollback did not restore every target (-before +after):\n%s", diff)
+				}
+			})
+		}
+	})
+
+	t.Run("retries 5xx", func(t *testing.T) {
+		var failed atomic.Int64
+		c := newClient(t, RegistryOptions{WrapTransport: func(next http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				// Every third HEAD gets a 503 the first time.
+				if req.Method == http.MethodHead && failed.Add(1)%3 == 0 {
+					return &http.Response{StatusCode: http.StatusServiceUnavailable, Body: http.NoBody, Request: req, Header: http.Header{}}, nil
+				}
+				return next.RoundTrip(req)
+			})
+		}})
+		res, err := c.Discover(t.Context(), w.images[:20], DiscoverOptions{})
+		if err != nil {
+			t.Fatalf("Discover() with 503s = %v", err)
+		}
+		if len(res.Resolved) == 0 {
+			t.Errorf("Discover() with 503s resolved nothing")
+		}
+	})
+}
+
+var errInjected = errors.New("injected failure")
+
+// failNthManifestPut fails the nth manifest PUT (counting from 1) once.
+func failNthManifestPut(n int) func(http.RoundTripper) http.RoundTripper {
+	var count atomic.Int64
+	return func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/manifests/") && count.Add(1) == int64(n) {
+				return nil, errInjected
+			}
+			return next.RoundTrip(req)
+		})
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+func TestRegistryAuth(t *testing.T) {
+	w := seedWorldAuth(t)
+	tests := []struct {
+		name    string
+		config  string // docker config.json; "" for none
+		wantErr bool
+	}{
+		{"no credentials", "", true},
+		{"wrong password", fmt.Sprintf(`{"auths":{%q:{"username":"ci","password":"nope"}}}`, w.reg.Host), true},
+		{"docker config", fmt.Sprintf(`{"auths":{%q:{"username":"ci","password":"s3cret"}}}`, w.reg.Host), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tt.config != "" {
+				if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(tt.config), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Setenv("DOCKER_CONFIG", dir)
+			c, err := NewClient(RegistryOptions{Retries: -1}) // authn.DefaultKeychain
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Discover(t.Context(), w.images, DiscoverOptions{})
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("Discover() = %+v, want an auth error", res)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Discover() = %v", err)
+			}
+			if len(res.Resolved) != len(w.images) {
+				t.Errorf("Discover() resolved %d, want %d", len(res.Resolved), len(w.images))
+			}
+			if _, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: "auth-promoted"}); err != nil {
+				t.Errorf("Promote() = %v", err)
+			}
+		})
+	}
+}
+
+// seedWorldAuth seeds a few images into a registry that needs basic auth.
+func seedWorldAuth(t *testing.T) *world {
+	t.Helper()
+	reg := testenv.Registry(t, testenv.WithHtpasswd("ci", "s3cret"))
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`{"auths":{%q:{"username":"ci","password":"s3cret"}}}`, reg.Host)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", dir)
+	pusher, err := remote.NewPusher(remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{reg: reg, current: hashTag(0), hashes: []string{hashTag(0), hashTag(1)}, noMoving: map[string]bool{}, multiArch: map[string]bool{}}
+	for _, n := range []string{"nova-api", "keystone", "glance-api"} {
+		img := Image{ImageName: reg.Host + "/tripleomaster/centos-binary-" + n + ":" + movingTag}
+		w.images = append(w.images, img)
+		if err := w.seedImage(t.Context(), pusher, 0, img); err != nil {
+			t.Fatalf("seeding %s: %v", n, err)
+		}
+	}
+	sort.Slice(w.images, func(i, j int) bool { return w.images[i].ImageName < w.images[j].ImageName })
+	return w
+}
