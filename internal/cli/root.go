@@ -57,6 +57,7 @@ func New() *cobra.Command {
 	o.addFlags(cmd)
 	cmd.AddCommand(
 		newVersionCmd(o),
+		newImagesCmd(o),
 	)
 	return cmd
 }

@@ -1,0 +1,178 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/kubepool/kubepool/internal/imageset"
+)
+
+// newImagesCmd is `kubepool images`: container image sets (TripleO's
+// overcloud_containers templates): list, render, discover, promote.
+func newImagesCmd(o *rootOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "images",
+		Short: "Container image sets: list, render, discover and promote templates' images",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(
+		newImagesListCmd(o),
+		newImagesRenderCmd(o),
+		newImagesDiscoverCmd(o),
+		newImagesPromoteCmd(o),
+	)
+	return cmd
+}
+
+// imageSetOptions say which image set a command works on.
+type imageSetOptions struct {
+	Template    string
+	Set         []string
+	ParamsFile  string
+	PrepareFile string
+	Include     []string
+	Exclude     []string
+	Services    []string
+}
+
+func (s *imageSetOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&s.Template, "template", "t", "", "image-set template (Jinja2, TripleO overcloud_containers.yaml.j2 format)")
+	f.StringArrayVar(&s.Set, "set", nil, "template parameter key=value (repeatable; wins over files)")
+	f.StringVar(&s.ParamsFile, "params", "", "YAML file of template parameters")
+	f.StringVar(&s.PrepareFile, "prepare-env", "", "Heat environment file with ContainerImagePrepare (set, includes, excludes, tag_from_label)")
+	f.StringArrayVar(&s.Include, "include", nil, "keep only images whose name matches this regular expression (repeatable)")
+	f.StringArrayVar(&s.Exclude, "exclude", nil, "drop images whose name matches this regular expression (repeatable)")
+	f.StringSliceVar(&s.Services, "service", nil, "keep only images used by these services (NovaApi or OS::TripleO::Services::NovaApi)")
+}
+
+func (s *imageSetOptions) Validate() error {
+	if s.Template == "" {
+		return fmt.Errorf("--template is required")
+	}
+	return nil
+}
+
+// load renders and filters the image set.
+func (s *imageSetOptions) load() ([]imageset.Image, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	set, err := imageset.ParseSet(s.Set)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := imageset.NewFilter(s.Include, s.Exclude, s.Services)
+	if err != nil {
+		return nil, err
+	}
+	images, err := imageset.Source{Template: s.Template, ParamsFile: s.ParamsFile, PrepareFile: s.PrepareFile, Set: set}.Load()
+	if err != nil {
+		return nil, err
+	}
+	return filter.Apply(images), nil
+}
+
+// imagesRegistryOptions are the flags for registry access.
+type imagesRegistryOptions struct {
+	CAFile   string
+	Insecure bool
+	Jobs     int
+	RPS      float64
+	Retries  int
+}
+
+func (r *imagesRegistryOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&r.CAFile, "ca-file", "", "PEM file of CA certificates to trust for registries")
+	f.BoolVar(&r.Insecure, "insecure", false, "allow plain HTTP and unverified TLS for every registry (localhost and loopback always get HTTP)")
+	f.IntVar(&r.Jobs, "jobs", 8, "concurrent registry requests")
+	f.Float64Var(&r.RPS, "rps", 0, "requests per second per registry (0: no limit)")
+	f.IntVar(&r.Retries, "retries", 4, "retries of a request failing with 408, 429 or 5xx, with backoff")
+}
+
+func (r *imagesRegistryOptions) Validate() error {
+	if r.Jobs < 1 {
+		return fmt.Errorf("--jobs %d: want at least 1", r.Jobs)
+	}
+	if r.RPS < 0 {
+		return fmt.Errorf("--rps %v: want 0 or more", r.RPS)
+	}
+	if r.Retries < 0 {
+		return fmt.Errorf("--retries %d: want 0 or more", r.Retries)
+	}
+	return nil
+}
+
+func (r *imagesRegistryOptions) client(o *rootOptions) (*imageset.Client, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	log, err := o.logger()
+	if err != nil {
+		return nil, err
+	}
+	retries := r.Retries
+	if retries == 0 {
+		retries = -1 // the library's 0 means its default
+	}
+	return imageset.NewClient(imageset.RegistryOptions{
+		CAFile: r.CAFile, Insecure: r.Insecure, Jobs: r.Jobs,
+		RequestsPerSecond: r.RPS, Retries: retries, Logger: log,
+	})
+}
+
+// imagesOutput is -o table|json|yaml.
+type imagesOutput struct{ Format string }
+
+func (p *imagesOutput) AddFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&p.Format, "output", "o", "table", "output format: table, json or yaml")
+}
+
+func (p *imagesOutput) Validate() error {
+	switch p.Format {
+	case "table", "json", "yaml":
+		return nil
+	}
+	return fmt.Errorf("-o %q: want table, json or yaml", p.Format)
+}
+
+// print writes v as JSON or YAML, or calls table for -o table.
+func (p *imagesOutput) print(w io.Writer, v any, table func(io.Writer) error) error {
+	switch p.Format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "yaml":
+		enc := yaml.NewEncoder(w)
+		enc.SetIndent(2)
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		return enc.Close()
+	default:
+		return table(w)
+	}
+}
+
+// writeFileWith creates path and fills it with write.
+func writeFileWith(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

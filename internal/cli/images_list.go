@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+func newImagesListCmd(o *rootOptions) *cobra.Command {
+	var (
+		set  imageSetOptions
+		out  imagesOutput
+		refs bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "Print the set's image names, one per line (for image build tools)",
+		Example: `  kubepool images list -t overcloud_containers.yaml.j2
+  kubepool images list -t overcloud_containers.yaml.j2 --set tag=abc --refs --service NovaApi`,
+		Args:         cobra.NoArgs,
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.Validate(); err != nil {
+				return err
+			}
+			images, err := set.load()
+			if err != nil {
+				return err
+			}
+			lines := make([]string, 0, len(images))
+			for _, img := range images {
+				if refs {
+					lines = append(lines, img.ImageName)
+				} else {
+					lines = append(lines, img.Name())
+				}
+			}
+			return out.print(o.Out, lines, func(w io.Writer) error {
+				for _, l := range lines {
+					if _, err := fmt.Fprintln(w, l); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
+	}
+	set.AddFlags(cmd)
+	out.AddFlags(cmd)
+	cmd.Flags().BoolVar(&refs, "refs", false, "print full references (namespace/name:tag) instead of names")
+	return cmd
+}
