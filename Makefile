@@ -1,7 +1,7 @@
 # kubepool — see README.md. `make test` is what CI runs.
 SHELL := /bin/bash
 GO ?= go
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 export GOFLAGS ?= -buildvcs=false
 
 .PHONY: all build test unit e2e lint vet deps cluster-up cluster-down cluster-status demo bench clean

@@ -126,7 +126,10 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 		pm.Annotations = r.Annotations
 		spec := r.Pod
 		spec.RestartPolicy = corev1.RestartPolicyNever
-		// The pod itself needs no API access: the token is for the job.
+		// The pod runs as the node's service account, so that the node's
+		// token can be bound to the pod (deleting the pod revokes it), but
+		// does not mount a token itself: the token is for the job.
+		spec.ServiceAccountName = ServiceAccountName
 		spec.AutomountServiceAccountToken = ptr(false)
 		if _, err := d.Client.CoreV1().Pods(r.Namespace).Create(ctx, &corev1.Pod{ObjectMeta: pm, Spec: spec}, metav1.CreateOptions{}); err != nil {
 			return nil, fmt.Errorf("creating pod %s/%s: %w", r.Namespace, r.PodName, err)

@@ -1,3 +1,5 @@
+//lint:file-ignore U1000 the Zuul stand-in is used by the launcher e2e test, written next.
+
 package e2e
 
 // This file plays Zuul: it talks to ZooKeeper with its own client code, the way

@@ -1,0 +1,174 @@
+// Package podexec runs commands in pods through the API server's exec
+// subresource, as a reusable transport: WebSocket (protocol v5, so stdin can
+// be half-closed) with a fallback to SPDY for servers that cannot upgrade to
+// WebSocket. The command's exit status is the source of truth: a stream that
+// breaks without one is an error (client-go only logs a failed stdin copy),
+// and a non-zero exit is an *ExecError carrying the tail of stderr.
+package podexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/client-go/util/exec"
+	"k8s.io/streaming/pkg/httpstream"
+)
+
+// Target is the container a command runs in. Container may be empty when
+// the pod has one container.
+type Target struct {
+	Namespace string
+	Pod       string
+	Container string
+}
+
+func (t Target) String() string {
+	s := t.Namespace + "/" + t.Pod
+	if t.Container != "" {
+		s += " container " + t.Container
+	}
+	return s
+}
+
+// ExecError is a command that ran and exited non-zero.
+type ExecError struct {
+	Target   Target
+	Command  []string
+	ExitCode int
+	Stderr   string // the last few KiB of its stderr
+}
+
+func (e *ExecError) Error() string {
+	msg := fmt.Sprintf("running %q in pod %s: exit code %d", e.Command, e.Target, e.ExitCode)
+	if e.Stderr != "" {
+		msg += ": " + e.Stderr
+	}
+	return msg
+}
+
+// ErrStream is matched (errors.Is) by errors where the exec stream broke
+// before the command's exit status arrived: the command may or may not have
+// run to completion, so callers verify or retry.
+var ErrStream = errors.New("exec stream broken")
+
+type streamError struct {
+	target Target
+	err    error
+}
+
+func (e *streamError) Error() string {
+	return fmt.Sprintf("exec in pod %s: %v", e.target, e.err)
+}
+func (e *streamError) Unwrap() []error { return []error{ErrStream, e.err} }
+
+// Options are a command's streams. Nil streams are not attached.
+type Options struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Executor runs commands in pods of one cluster.
+type Executor struct {
+	config *rest.Config
+	client rest.Interface
+	// NoWebSocket forces SPDY (for comparison and for old servers).
+	NoWebSocket bool
+}
+
+// New returns an Executor for the cluster cfg points at.
+func New(cfg *rest.Config) (*Executor, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating Kubernetes client for %s: %w", cfg.Host, err)
+	}
+	return &Executor{config: cfg, client: cs.CoreV1().RESTClient()}, nil
+}
+
+// stderrTailSize bounds the stderr kept for an ExecError.
+const stderrTailSize = 4 << 10
+
+// Run runs cmd in t and waits for it to exit. It returns nil for exit code
+// 0, an *ExecError for another exit code, and an error matching ErrStream
+// when the stream broke first.
+func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) error {
+	req := e.client.Post().Resource("pods").Namespace(t.Namespace).Name(t.Pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{
+			Container: t.Container,
+			Command:   cmd,
+			Stdin:     o.Stdin != nil,
+			Stdout:    o.Stdout != nil,
+			Stderr:    true,
+		}, scheme.ParameterCodec)
+	ex, err := e.executor(req.URL())
+	if err != nil {
+		return fmt.Errorf("preparing exec in pod %s: %w", t, err)
+	}
+	tailBuf := &tailBuffer{max: stderrTailSize}
+	var stderr io.Writer = tailBuf
+	if o.Stderr != nil {
+		stderr = io.MultiWriter(o.Stderr, tailBuf)
+	}
+	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: o.Stdin, Stdout: o.Stdout, Stderr: stderr})
+	if err == nil {
+		return nil
+	}
+	var exit utilexec.ExitError
+	if errors.As(err, &exit) && exit.Exited() {
+		return &ExecError{Target: t, Command: cmd, ExitCode: exit.ExitStatus(), Stderr: tailBuf.String()}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("exec in pod %s: %w", t, context.Cause(ctx))
+	}
+	return &streamError{target: t, err: err}
+}
+
+func (e *Executor) executor(u *url.URL) (remotecommand.Executor, error) {
+	spdy, err := remotecommand.NewSPDYExecutor(e.config, http.MethodPost, u)
+	if err != nil {
+		return nil, err
+	}
+	if e.NoWebSocket {
+		return spdy, nil
+	}
+	ws, err := remotecommand.NewWebSocketExecutor(e.config, http.MethodGet, u.String())
+	if err != nil {
+		return nil, err
+	}
+	return remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > b.max {
+		b.buf = append(b.buf[:0], b.buf[len(b.buf)-b.max:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
