@@ -16,14 +16,20 @@ import (
 )
 
 // maxNodes bounds the work one document may cause, aliases included, so a
-// "billion laughs" file is an error rather than an out-of-memory.
-const maxNodes = 1 << 20
+// "billion laughs" file is an error rather than an out-of-memory; maxDepth
+// bounds nesting, so a self-referencing alias is an error rather than a
+// stack overflow. Real configs are far below both.
+const (
+	maxNodes = 1 << 18
+	maxDepth = 100
+)
 
 // decoder walks a yaml.v3 node tree, reporting every problem with its file,
 // line and key path, and recording the line of every key path it visits.
 type decoder struct {
 	errorList
 	budget int
+	depth  int
 }
 
 func newDecoder(file string) *decoder {
@@ -42,6 +48,20 @@ func (d *decoder) spend(n *yaml.Node) bool {
 	}
 	return d.budget > 0
 }
+
+// enter descends one level of nesting; false (reported once) if too deep.
+// Callers that get true must call d.leave.
+func (d *decoder) enter(n *yaml.Node, path string) bool {
+	if d.depth >= maxDepth {
+		d.errorf(n, path, "nested more than %d levels deep (a self-referencing alias?)", maxDepth)
+		d.budget = -1 // stop decoding: nothing after this would make sense
+		return false
+	}
+	d.depth++
+	return true
+}
+
+func (d *decoder) leave() { d.depth-- }
 
 // resolve follows aliases to the node they name.
 func resolve(n *yaml.Node) *yaml.Node {
@@ -63,9 +83,10 @@ type pair struct {
 // explicitly is an error. ok is false if n is not a mapping.
 func (d *decoder) mapping(n *yaml.Node, path string) (pairs []pair, ok bool) {
 	n = resolve(n)
-	if n == nil || !d.spend(n) {
+	if n == nil || !d.spend(n) || !d.enter(n, path) {
 		return nil, false
 	}
+	defer d.leave()
 	if n.Kind != yaml.MappingNode {
 		d.errorf(n, path, "want a mapping, got %s", describe(n))
 		return nil, false
@@ -440,9 +461,10 @@ func unitless(s string) bool {
 // reported and yield nil.
 func (d *decoder) toAny(n *yaml.Node, path string) any {
 	n = resolve(n)
-	if n == nil || !d.spend(n) {
+	if n == nil || !d.spend(n) || !d.enter(n, path) {
 		return nil
 	}
+	defer d.leave()
 	switch n.Kind {
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
