@@ -58,6 +58,7 @@ func New() *cobra.Command {
 	cmd.AddCommand(
 		newVersionCmd(o),
 		newImagesCmd(o),
+		newConfigCmd(o),
 	)
 	return cmd
 }
