@@ -80,23 +80,32 @@ func (c *Client) Discover(ctx context.Context, images []Image, opts DiscoverOpti
 	}
 	outcomes := make([]outcome, len(images))
 	h := &hints{count: map[string]int{}}
+	one := func(ctx context.Context, i int) error {
+		res, err := c.discoverOne(ctx, images[i], opts, h)
+		var drop *dropError
+		switch {
+		case errors.As(err, &drop):
+			outcomes[i].drop = drop.reason
+			c.log.Debug("dropping image", "image", images[i].ImageName, "reason", drop.reason)
+			return nil
+		case err != nil:
+			return err
+		}
+		outcomes[i].res = res
+		return nil
+	}
+	// Resolve images one by one until one gives a tag: the others then
+	// try that tag first instead of each searching all tags at once.
+	next := 0
+	for ; next < len(images) && len(h.count) == 0; next++ {
+		if err := one(ctx, next); err != nil {
+			return nil, err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Jobs)
-	for i, img := range images {
-		g.Go(func() error {
-			res, err := c.discoverOne(gctx, img, opts, h)
-			var drop *dropError
-			switch {
-			case errors.As(err, &drop):
-				outcomes[i].drop = drop.reason
-				c.log.Debug("dropping image", "image", img.ImageName, "reason", drop.reason)
-				return nil
-			case err != nil:
-				return err
-			}
-			outcomes[i].res = res
-			return nil
-		})
+	for i := next; i < len(images); i++ {
+		g.Go(func() error { return one(gctx, i) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err

@@ -16,5 +16,50 @@
 // ContainerImagePrepare entry's set that the template does not read are
 // ignored, since TripleO writes every key for every template version.
 //
+// Registry access ([Client]) uses go-containerregistry: credentials from
+// docker config.json and credential helpers (authn.DefaultKeychain), basic
+// and token auth, a custom CA or plain HTTP (always for localhost and
+// loopback), retries with backoff on 408/429/5xx, bounded concurrency and an
+// optional per-registry request rate.
+//
 // The package logs nothing unless given a *slog.Logger.
+//
+// # Usage: kubepool images
+//
+// Every command takes the template (-t/--template FILE) and its parameters:
+// --set key=value (repeatable), --params FILE (a YAML mapping) and
+// --prepare-env FILE (a TripleO environment with ContainerImagePrepare: its
+// set, includes, excludes and tag_from_label). --set wins over the
+// ContainerImagePrepare set, which wins over --params. Filters:
+// --include/--exclude REGEX and --service NAME (NovaApi or
+// OS::TripleO::Services::NovaApi).
+//
+//	# image names for build tools, one per line (--refs for full references)
+//	kubepool images list -t overcloud_containers.yaml.j2 --set tag=current-tripleo
+//
+//	# the concrete list (YAML) and a Heat environment file
+//	kubepool images render -t overcloud_containers.yaml.j2 --params params.yaml \
+//	    --env-file containers-env.yaml > images.yaml
+//
+//	# which hash does current-tripleo point at, image by image?
+//	kubepool images discover -t overcloud_containers.yaml.j2 --params params.yaml \
+//	    --moving-tag current-tripleo --images-file resolved.yaml \
+//	    --env-file resolved-env.yaml --missing-report missing.yaml --require-consensus
+//
+//	# promote the tested set, all or nothing
+//	kubepool images promote -t overcloud_containers.yaml.j2 --params params.yaml \
+//	    --from 0123456789abcdef0123456789abcdef01234567 --to current-passed-ci \
+//	    --lock-file promoted.lock [--dry-run]
+//
+// discover drops images that lack the moving tag and reports them
+// (--require-all makes that fatal); it matches by digest among the tags
+// that --tag-pattern selects (default: 40 hex digits, optional _suffix), or
+// reads the tag from a label with --tag-from-label rdo_version or
+// "{version}-{release}". promote checks every source and records every
+// target, writes the targets (a manifest PUT of the same bytes: no blob
+// moves; multi-arch indexes whole; --destination copies to another
+// registry/namespace, mounting blobs where it can), verifies them, and on
+// any failure puts every target back as it was. Listings take
+// -o table|json|yaml; registry flags are --ca-file, --insecure, --jobs,
+// --rps and --retries.
 package imageset

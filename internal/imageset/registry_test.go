@@ -262,6 +262,31 @@ func TestRegistry(t *testing.T) {
 		}
 	})
 
+	t.Run("promote rollback of created tags keeps sources", func(t *testing.T) {
+		const to = "fresh"
+		sources := digests(t, w.images, w.current)
+		c := newClient(t, RegistryOptions{WrapTransport: failNthManifestPut(30)})
+		_, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: to})
+		var perr *PromoteError
+		if !errors.As(err, &perr) {
+			t.Fatalf("Promote() = %v, want a *PromoteError", err)
+		}
+		// A created tag is deleted where the registry can delete a tag
+		// alone; otherwise it is reported, never "restored" by deleting
+		// the manifest (which would take the source tag with it).
+		after := digests(t, w.images, to)
+		for img, d := range after {
+			target := strings.Replace(img, ":"+movingTag, ":"+to, 1)
+			if _, reported := perr.Unrestored[target]; d != "" && !reported {
+				t.Errorf("target %s left at %s and not reported", target, d)
+			}
+		}
+		if diff := cmp.Diff(sources, digests(t, w.images, w.current)); diff != "" {
+			t.Errorf("rollback changed source tags (-before +after):\n%s", diff)
+		}
+		t.Logf("created tags: %d restored (deleted), %d reported unrestored", len(perr.Restored), len(perr.Unrestored))
+	})
+
 	t.Run("retries 5xx", func(t *testing.T) {
 		var failed atomic.Int64
 		c := newClient(t, RegistryOptions{WrapTransport: func(next http.RoundTripper) http.RoundTripper {
