@@ -59,6 +59,7 @@ func New() *cobra.Command {
 		newVersionCmd(o),
 		newImagesCmd(o),
 		newConfigCmd(o),
+		newLauncherCmd(o),
 	)
 	return cmd
 }

@@ -35,25 +35,25 @@ type Owner struct {
 func (o Owner) Labels() map[string]string {
 	return map[string]string{
 		LabelManagedBy: managedByValue,
-		LabelProvider:  labelValue(o.Provider),
-		LabelPool:      labelValue(o.Pool),
-		LabelNodeID:    labelValue(o.NodeID),
-		LabelLabel:     labelValue(o.Label),
-		LabelLauncher:  labelValue(o.Launcher),
+		LabelProvider:  LabelValue(o.Provider),
+		LabelPool:      LabelValue(o.Pool),
+		LabelNodeID:    LabelValue(o.NodeID),
+		LabelLabel:     LabelValue(o.Label),
+		LabelLauncher:  LabelValue(o.Launcher),
 	}
 }
 
 // ProviderSelector selects every object kubepool made for provider.
 func ProviderSelector(provider string) labels.Selector {
-	return labels.SelectorFromSet(labels.Set{LabelManagedBy: managedByValue, LabelProvider: labelValue(provider)})
+	return labels.SelectorFromSet(labels.Set{LabelManagedBy: managedByValue, LabelProvider: LabelValue(provider)})
 }
 
 var notLabelChar = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-// labelValue makes s a valid label value: at most 63 characters from
+// LabelValue makes s a valid label value: at most 63 characters from
 // [A-Za-z0-9._-], starting and ending alphanumeric. Long values keep a hash
 // suffix so that distinct inputs stay distinct.
-func labelValue(s string) string {
+func LabelValue(s string) string {
 	v := notLabelChar.ReplaceAllString(s, "_")
 	if len(v) > 63 {
 		sum := sha256.Sum256([]byte(s))

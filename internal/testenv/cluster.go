@@ -24,6 +24,7 @@ type Env struct {
 	Registry     string // host:port of the cluster's registry (plain HTTP)
 	MachineImage string // an image with sh, git and python3, pullable by the cluster
 	ZooKeeper    string // host:port of the dev cluster's ZooKeeper
+	Kubectl      string // path of the kubectl binary built with the cluster
 }
 
 // envFile is what hack/devcluster writes when the cluster is up.
@@ -35,6 +36,7 @@ type envFile struct {
 	Registry     string `json:"registry"`
 	MachineImage string `json:"machine_image"`
 	ZooKeeper    string `json:"zookeeper"`
+	Kubectl      string `json:"kubectl"`
 }
 
 var (
@@ -99,7 +101,7 @@ func loadCluster() (*Env, error) {
 	return &Env{
 		Kubeconfig: f.Kubeconfig, RESTConfig: cfg, Client: cs,
 		APIServer: f.APIServer, Node: f.Node, NodeIP: f.NodeIP,
-		Registry: f.Registry, MachineImage: f.MachineImage, ZooKeeper: f.ZooKeeper,
+		Registry: f.Registry, MachineImage: f.MachineImage, ZooKeeper: f.ZooKeeper, Kubectl: f.Kubectl,
 	}, nil
 }
 

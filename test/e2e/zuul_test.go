@@ -1,5 +1,3 @@
-//lint:file-ignore U1000 the Zuul stand-in is used by the launcher e2e test, written next.
-
 package e2e
 
 // This file plays Zuul: it talks to ZooKeeper with its own client code, the way
@@ -30,22 +28,27 @@ import (
 const (
 	zuulRequestRoot = "/nodepool/requests"
 	zuulNodesRoot   = "/nodepool/nodes"
-	zuulLockRoot    = "/nodepool/requests-lock"
 )
 
 type zuul struct {
 	t    testing.TB
 	conn *zk.Conn
+	root string // the chroot, "" for none
 }
 
+// newZuul connects to servers, "host:port[,host:port...][/chroot]".
 func newZuul(t testing.TB, servers string) *zuul {
 	t.Helper()
+	root := ""
+	if i := strings.Index(servers, "/"); i >= 0 {
+		servers, root = servers[:i], servers[i:]
+	}
 	conn, _, err := zk.Connect(strings.Split(servers, ","), 10*time.Second, zk.WithLogInfo(false))
 	if err != nil {
 		t.Fatalf("zuul: connecting to ZooKeeper %s: %v", servers, err)
 	}
 	t.Cleanup(conn.Close)
-	return &zuul{t: t, conn: conn}
+	return &zuul{t: t, conn: conn, root: root}
 }
 
 // submit writes a node request as Zuul's submitNodeRequest does: a
@@ -79,7 +82,7 @@ func (z *zuul) submit(labels []string, priority int, extra map[string]any) strin
 	}
 	data, _ := json.Marshal(d)
 	z.mkdirs(zuulRequestRoot)
-	path, err := z.conn.Create(fmt.Sprintf("%s/%03d-", zuulRequestRoot, priority), data, zk.FlagSequence, zk.WorldACL(zk.PermAll))
+	path, err := z.conn.Create(fmt.Sprintf("%s%s/%03d-", z.root, zuulRequestRoot, priority), data, zk.FlagSequence, zk.WorldACL(zk.PermAll))
 	if err != nil {
 		z.t.Fatalf("zuul: submitting request: %v", err)
 	}
@@ -88,7 +91,7 @@ func (z *zuul) submit(labels []string, priority int, extra map[string]any) strin
 
 func (z *zuul) mkdirs(p string) {
 	cur := ""
-	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
+	for _, part := range strings.Split(strings.Trim(z.root+p, "/"), "/") {
 		cur += "/" + part
 		if _, err := z.conn.Create(cur, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			z.t.Fatalf("zuul: creating %s: %v", cur, err)
@@ -97,7 +100,7 @@ func (z *zuul) mkdirs(p string) {
 }
 
 func (z *zuul) getJSON(path string) (map[string]any, *zk.Stat, error) {
-	data, st, err := z.conn.Get(path)
+	data, st, err := z.conn.Get(z.root + path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -113,7 +116,7 @@ func (z *zuul) waitRequest(ctx context.Context, id string) map[string]any {
 	z.t.Helper()
 	path := zuulRequestRoot + "/" + id
 	for {
-		data, _, ch, err := z.conn.GetW(path)
+		data, _, ch, err := z.conn.GetW(z.root + path)
 		if err != nil {
 			z.t.Fatalf("zuul: reading request %s: %v", id, err)
 		}
@@ -138,18 +141,18 @@ func (z *zuul) waitRequest(ctx context.Context, id string) map[string]any {
 func (z *zuul) lock(lockPath string) (func(), bool) {
 	z.t.Helper()
 	z.mkdirs(lockPath)
-	me, err := z.conn.Create(lockPath+"/"+randHex(16)+"__lock__", nil, zk.FlagEphemeral|zk.FlagSequence, zk.WorldACL(zk.PermAll))
+	me, err := z.conn.Create(z.root+lockPath+"/"+randHex(16)+"__lock__", nil, zk.FlagEphemeral|zk.FlagSequence, zk.WorldACL(zk.PermAll))
 	if err != nil {
 		z.t.Fatalf("zuul: creating lock contender under %s: %v", lockPath, err)
 	}
-	children, _, err := z.conn.Children(lockPath)
+	children, _, err := z.conn.Children(z.root + lockPath)
 	if err != nil {
 		z.t.Fatalf("zuul: listing %s: %v", lockPath, err)
 	}
 	seq := func(n string) string { return n[strings.LastIndex(n, "__lock__")+len("__lock__"):] }
 	sort.Slice(children, func(i, j int) bool { return seq(children[i]) < seq(children[j]) })
 	release := func() { _ = z.conn.Delete(me, -1) }
-	if lockPath+"/"+children[0] != me {
+	if z.root+lockPath+"/"+children[0] != me {
 		release()
 		return nil, false
 	}
@@ -182,7 +185,7 @@ func (z *zuul) acceptNodes(reqID string, req map[string]any) ([]map[string]any, 
 		nodes = append(nodes, n)
 		ids = append(ids, id)
 	}
-	if err := z.conn.Delete(zuulRequestRoot+"/"+reqID, -1); err != nil {
+	if err := z.conn.Delete(z.root+zuulRequestRoot+"/"+reqID, -1); err != nil {
 		z.t.Fatalf("zuul: deleting request %s: %v", reqID, err)
 	}
 	z.setNodes(ids, nodes, "in-use")
@@ -204,7 +207,7 @@ func (z *zuul) setNodes(ids []string, nodes []map[string]any, state string) {
 		cur["state"] = state
 		cur["state_time"] = float64(time.Now().UnixNano()) / 1e9
 		data, _ := json.Marshal(cur)
-		if _, err := z.conn.Set(zuulNodesRoot+"/"+id, data, -1); err != nil {
+		if _, err := z.conn.Set(z.root+zuulNodesRoot+"/"+id, data, -1); err != nil {
 			z.t.Fatalf("zuul: storing node %s: %v", id, err)
 		}
 		nodes[i] = cur

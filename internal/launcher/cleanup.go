@@ -1,0 +1,247 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/kubepool/kubepool/internal/zk"
+)
+
+// cleanupLoop runs the cleanup worker whenever a node changes, and the leak
+// sweep every interval.
+func (l *Launcher) cleanupLoop(ctx context.Context) error {
+	nodes := l.zk.WatchNodes(ctx)
+	tick := time.NewTicker(l.interval)
+	defer tick.Stop()
+	var lastSweep time.Time
+	for {
+		if err := l.cleanup(ctx); err != nil && ctx.Err() == nil {
+			l.log.Warn("cleaning up nodes", "err", err)
+		}
+		if time.Since(lastSweep) >= l.interval {
+			lastSweep = time.Now()
+			if err := l.sweep(ctx); err != nil && ctx.Err() == nil {
+				l.log.Warn("sweeping leaked namespaces", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-nodes:
+		case <-tick.C:
+		}
+	}
+}
+
+// cleanup deletes what should go, returns stranded ready nodes to the pool
+// and tops up min-ready labels.
+func (l *Launcher) cleanup(ctx context.Context) error {
+	nodes, err := l.zk.ListNodes(ctx)
+	if err != nil {
+		return err
+	}
+	comps, err := l.zk.ListComponents(ctx, zk.KindLauncher)
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, c := range comps {
+		live[c.ID] = true
+	}
+	l.updateGauges(ctx, nodes)
+	now := time.Now()
+	for _, n := range nodes {
+		pw := l.poolOf(n.Provider, n.Pool)
+		if pw == nil || n.Locked || l.isBusy(n.ID) {
+			continue
+		}
+		age := now.Sub(zk.TimeOf(n.StateTime))
+		why := ""
+		switch n.State {
+		case zk.NodeUsed:
+			why = "used"
+		case zk.NodeDeleting, zk.NodeFailed, zk.NodeAborted:
+			why = n.State
+		case zk.NodeInit, zk.NodeBuilding:
+			if !live[n.Launcher] {
+				why = "orphaned by launcher " + n.Launcher
+			}
+		case zk.NodeReady:
+			lb := l.cfg.Label(firstType(n))
+			if n.AllocatedTo == "" && lb != nil && lb.MaxReadyAge > 0 && age > lb.MaxReadyAge {
+				why = "past max-ready-age"
+			}
+			if n.AllocatedTo != "" {
+				l.deallocateIfLost(ctx, n)
+			}
+		case zk.NodeHold:
+			if n.HoldExpiration > 0 && age > time.Duration(n.HoldExpiration)*time.Second {
+				why = "hold expired"
+			} else if l.cfg.MaxHoldAge > 0 && age > l.cfg.MaxHoldAge {
+				why = "past max-hold-age"
+			}
+		}
+		if why != "" && l.claim(n.ID) {
+			l.goTracked(func() { l.deleteNode(ctx, pw, n.ID, why) })
+		}
+	}
+	return l.topUp(ctx, nodes)
+}
+
+func firstType(n *zk.Node) string {
+	if len(n.Type) == 0 {
+		return ""
+	}
+	return n.Type[0]
+}
+
+// deallocateIfLost returns a ready node to the pool when the request it was
+// allocated to is gone (Zuul gave up on it before taking the node).
+func (l *Launcher) deallocateIfLost(ctx context.Context, n *zk.Node) {
+	if _, err := l.zk.GetRequest(ctx, n.AllocatedTo); !errors.Is(err, zk.ErrNoNode) {
+		return
+	}
+	if !l.claim(n.ID) {
+		return
+	}
+	defer l.release(n.ID)
+	lock, cur, err := l.zk.TryLockNode(ctx, n.ID)
+	if err != nil {
+		return
+	}
+	defer func() { _ = lock.Release(ctx) }()
+	if cur.State != zk.NodeReady || cur.AllocatedTo != n.AllocatedTo {
+		return
+	}
+	cur.AllocatedTo = ""
+	if err := l.zk.UpdateNode(ctx, cur); err == nil {
+		l.log.Info("node's request is gone; back to the pool", "node", n.ID, "request", n.AllocatedTo)
+	}
+}
+
+// deleteNode deletes a node's namespace (waiting until it is gone) and then
+// its record. The caller has claimed id.
+func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id, why string) {
+	defer l.release(id)
+	lock, n, err := l.zk.TryLockNode(ctx, id)
+	if err != nil {
+		return // someone else has it, or it is gone
+	}
+	defer func() { _ = lock.Release(context.WithoutCancel(ctx)) }()
+	if n.State != zk.NodeDeleting {
+		n.SetState(zk.NodeDeleting)
+		if err := l.zk.UpdateNode(ctx, n); err != nil {
+			l.log.Warn("marking node deleting", "node", id, "err", err)
+			return
+		}
+	}
+	if n.ExternalID != "" {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		err := pw.driver.Delete(dctx, n.ExternalID, true)
+		cancel()
+		if err != nil {
+			l.metrics.KubeErrors.WithLabelValues("delete").Inc()
+			l.log.Warn("deleting node's namespace; will retry", "node", id, "namespace", n.ExternalID, "err", err)
+			return
+		}
+	}
+	if err := l.zk.DeleteNode(ctx, n); err != nil {
+		l.log.Warn("deleting node record", "node", id, "err", err)
+		return
+	}
+	l.log.Info("deleted node", "node", id, "namespace", n.ExternalID, "why", why)
+}
+
+// topUp launches nodes for labels with fewer unallocated ready or building
+// nodes than min-ready, in the first pool that serves them and has quota.
+func (l *Launcher) topUp(ctx context.Context, nodes []*zk.Node) error {
+	for _, lb := range l.cfg.Labels {
+		if lb.MinReady <= 0 {
+			continue
+		}
+		have := 0
+		for _, n := range nodes {
+			if typeIs(n, lb.Name) && n.AllocatedTo == "" && (n.State == zk.NodeReady || n.State == zk.NodeBuilding || n.State == zk.NodeInit) {
+				have++
+			}
+		}
+		for ; have < lb.MinReady; have++ {
+			var pw *poolWorker
+			for _, p := range l.pools {
+				if p.pool.Label(lb.Name) != nil && l.quotaShort(p, nodes, []string{lb.Name}) == "" {
+					pw = p
+					break
+				}
+			}
+			if pw == nil {
+				break // no quota now; a node going away wakes us
+			}
+			s, err := l.newNode(ctx, pw, lb.Name, nil)
+			if err != nil {
+				return err
+			}
+			nodes = append(nodes, s.node)
+			l.goTracked(func() {
+				defer l.release(s.node.ID)
+				defer func() { _ = s.lock.Release(context.WithoutCancel(ctx)) }()
+				_ = l.launch(ctx, pw, s.node, nil)
+			})
+		}
+	}
+	return nil
+}
+
+// sweep deletes namespaces carrying our provider labels whose node no
+// longer exists. Namespaces are listed before nodes, so a namespace made for
+// a node created meanwhile is always matched to its node.
+func (l *Launcher) sweep(ctx context.Context) error {
+	var errs []error
+	for _, p := range l.cfg.Providers {
+		d := l.drivers[p.Name]
+		owned, err := d.List(ctx, p.Name)
+		if err != nil {
+			l.metrics.KubeErrors.WithLabelValues("list").Inc()
+			errs = append(errs, err)
+			continue
+		}
+		nodes, err := l.zk.ListNodes(ctx)
+		if err != nil {
+			return err
+		}
+		byID := map[string]*zk.Node{}
+		for _, n := range nodes {
+			byID[n.ID] = n
+		}
+		for _, o := range owned {
+			if o.Deleting || l.isBusy(o.NodeID) {
+				continue
+			}
+			if n := byID[o.NodeID]; n != nil && (n.ExternalID == o.Namespace || n.State == zk.NodeBuilding || n.State == zk.NodeInit) {
+				continue
+			}
+			if err := d.Delete(ctx, o.Namespace, false); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			l.metrics.LeakDeleted.WithLabelValues(p.Name).Inc()
+			l.log.Info("deleted leaked namespace", "provider", p.Name, "namespace", o.Namespace, "node", o.NodeID)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Launcher) updateGauges(ctx context.Context, nodes []*zk.Node) {
+	l.metrics.Nodes.Reset()
+	for _, n := range nodes {
+		if l.poolOf(n.Provider, n.Pool) != nil {
+			l.metrics.Nodes.WithLabelValues(n.Provider, firstType(n), n.State).Inc()
+		}
+	}
+	if reqs, err := l.zk.ListRequests(ctx); err == nil {
+		l.metrics.Requests.Reset()
+		for _, r := range reqs {
+			l.metrics.Requests.WithLabelValues(r.State).Inc()
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package launcher
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kubepool/kubepool/internal/config"
+	"github.com/kubepool/kubepool/internal/kube"
+	"github.com/kubepool/kubepool/internal/zk"
+)
+
+// launch makes node n (locked, building) ready: it creates its namespace,
+// credentials and pod, retrying with a fresh namespace name up to the
+// provider's launch-retries. On failure the node is marked failed, with the
+// reason in driver_data, and the cleanup worker deletes it.
+func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk.Request) error {
+	label := pw.pool.Label(n.Type[0])
+	attempts := max(pw.provider.LaunchRetries, 1)
+	var last error
+	for attempt := 1; attempt <= attempts; attempt++ {
+		// <pool>-<node id>, as Nodepool names it, plus a random suffix:
+		// every attempt gets a fresh name, and launchers with separate
+		// ZooKeepers (whose node ids collide) can share a cluster.
+		ns := kube.DNSLabel(fmt.Sprintf("%s-%s-%s", pw.pool.Name, n.ID, randHex(2)))
+		n.ExternalID = ns
+		if err := l.zk.UpdateNode(ctx, n); err != nil {
+			return fmt.Errorf("recording namespace of node %s: %w", n.ID, err)
+		}
+		start := time.Now()
+		res := l.resource(pw, label, n, r, ns, start)
+		bctx, cancel := context.WithTimeout(ctx, pw.provider.BootTimeout)
+		conn, err := pw.driver.Create(bctx, res)
+		cancel()
+		if err == nil {
+			l.setConnection(n, pw, label, conn)
+			n.SetState(zk.NodeReady)
+			if err := l.zk.UpdateNode(ctx, n); err != nil {
+				return fmt.Errorf("storing ready node %s: %w", n.ID, err)
+			}
+			l.metrics.Launches.WithLabelValues(label.Name, "ready").Inc()
+			l.metrics.LaunchSeconds.WithLabelValues(label.Name, "total").Observe(time.Since(start).Seconds())
+			l.log.Info("node ready", "node", n.ID, "label", label.Name, "namespace", ns, "pod", conn.Pod, "took", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		last = err
+		l.metrics.KubeErrors.WithLabelValues("launch").Inc()
+		l.log.Warn("launch failed", "node", n.ID, "label", label.Name, "namespace", ns, "attempt", attempt, "of", attempts, "err", err)
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		if derr := pw.driver.Delete(dctx, ns, false); derr != nil {
+			l.log.Warn("deleting failed launch", "node", n.ID, "namespace", ns, "err", derr)
+		}
+		dcancel()
+		if ctx.Err() != nil {
+			break
+		}
+		if attempt < attempts {
+			l.metrics.Launches.WithLabelValues(label.Name, "retry").Inc()
+		}
+	}
+	l.metrics.Launches.WithLabelValues(label.Name, "failed").Inc()
+	n.DriverData = map[string]any{"error": last.Error()}
+	n.SetState(zk.NodeFailed)
+	if err := l.zk.UpdateNode(context.WithoutCancel(ctx), n); err != nil {
+		l.log.Warn("marking node failed", "node", n.ID, "err", err)
+	}
+	return fmt.Errorf("launching node %s (label %s): %w", n.ID, label.Name, last)
+}
+
+// refreshToken gives a warm node handed to a request a fresh token, so that
+// its lifetime counts from now.
+func (l *Launcher) refreshToken(ctx context.Context, pw *poolWorker, n *zk.Node) error {
+	kc, err := n.KubeConnection()
+	if err != nil {
+		return err
+	}
+	conn := &kube.Connection{Namespace: kc.Namespace, User: kc.User, Pod: kc.Pod}
+	if err := pw.driver.RefreshToken(ctx, conn); err != nil {
+		l.metrics.KubeErrors.WithLabelValues("token").Inc()
+		return err
+	}
+	kc.Token = conn.Token
+	if err := n.SetKubeConnection(kc); err != nil {
+		return err
+	}
+	return l.zk.UpdateNode(ctx, n)
+}
+
+// resource describes the Kubernetes objects of node n.
+func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node, r *zk.Request, ns string, start time.Time) kube.Resource {
+	res := kube.Resource{
+		Kind:        kube.KindNamespace,
+		Owner:       kube.Owner{Provider: pw.provider.Name, Pool: pw.pool.Name, NodeID: n.ID, Label: label.Name, Launcher: l.id},
+		Namespace:   ns,
+		Annotations: label.Annotations,
+	}
+	if label.Type != config.TypePod {
+		return res
+	}
+	res.Kind = kube.KindPod
+	res.PodName = kube.DNSLabel(label.Name)
+	res.PodLabels = map[string]string{}
+	for k, v := range label.Labels {
+		res.PodLabels[k] = v
+	}
+	for k, f := range label.DynamicLabels {
+		res.PodLabels[k] = kube.LabelValue(renderDynamic(f, n, r))
+	}
+	if label.Spec != nil {
+		res.Pod = *label.Spec.DeepCopy()
+	} else {
+		c := corev1.Container{
+			Name:            res.PodName,
+			Image:           label.Image,
+			ImagePullPolicy: label.ImagePullPolicy,
+			Command:         kube.MachineCommand,
+			Env:             label.Env,
+			Resources:       label.ResourceRequirements(),
+			VolumeMounts:    label.VolumeMounts,
+		}
+		if label.Privileged != nil {
+			c.SecurityContext = &corev1.SecurityContext{Privileged: label.Privileged}
+		}
+		grace := int64(5)
+		res.Pod = corev1.PodSpec{
+			Containers:                    []corev1.Container{c},
+			NodeSelector:                  label.NodeSelector,
+			SchedulerName:                 label.SchedulerName,
+			Volumes:                       label.Volumes,
+			TerminationGracePeriodSeconds: &grace,
+		}
+	}
+	last := start
+	phases := map[kube.Milestone]string{kube.Scheduled: "schedule", kube.Pulled: "image_pull", kube.Started: "container_start", kube.Ready: "ready"}
+	res.Observe = func(m kube.Milestone) {
+		now := time.Now()
+		l.metrics.LaunchSeconds.WithLabelValues(label.Name, phases[m]).Observe(now.Sub(last).Seconds())
+		last = now
+	}
+	return res
+}
+
+// setConnection fills in what Zuul reads from a ready node.
+func (l *Launcher) setConnection(n *zk.Node, pw *poolWorker, label *config.PoolLabel, conn *kube.Connection) {
+	kc := zk.KubeConnection{
+		Name: conn.Namespace, Namespace: conn.Namespace, Host: conn.Host, SkipTLS: conn.SkipTLS,
+		Token: conn.Token, User: conn.User, Pod: conn.Pod,
+	}
+	if !conn.SkipTLS {
+		kc.CACert = base64.StdEncoding.EncodeToString(conn.CAData)
+	}
+	_ = n.SetKubeConnection(kc) // a struct of strings always encodes
+	n.ExternalID = conn.Namespace
+	n.HostID = conn.Node
+	n.PythonPath = label.PythonPath
+	n.ShellType = label.ShellType
+	n.Resources = resourcesMap(label.Resources())
+	n.Attributes = pw.pool.NodeAttributes
+	if label.Type == config.TypePod {
+		n.ConnectionType = zk.ConnectionKubectl
+		n.InterfaceIP = conn.Pod
+		n.Hostname = conn.Pod
+	} else {
+		n.ConnectionType = zk.ConnectionNamespace
+	}
+}
+
+var dynamicField = regexp.MustCompile(`\{(node|request)\.([a-z_]+)((?:\[[^\]]*\])*)\}`)
+
+// renderDynamic renders a dynamic-labels format string: {node.id},
+// {request.id}, {request.requestor}, {request.requestor_data[job_name]}, ...
+// Unknown fields render empty.
+func renderDynamic(format string, n *zk.Node, r *zk.Request) string {
+	return dynamicField.ReplaceAllStringFunc(format, func(m string) string {
+		sub := dynamicField.FindStringSubmatch(m)
+		var v any
+		switch sub[1] {
+		case "node":
+			switch sub[2] {
+			case "id":
+				v = n.ID
+			case "provider":
+				v = n.Provider
+			case "pool":
+				v = n.Pool
+			}
+		case "request":
+			if r == nil {
+				return ""
+			}
+			switch sub[2] {
+			case "id":
+				v = r.ID
+			case "requestor":
+				v = r.Requestor
+			case "tenant_name":
+				v = r.TenantName
+			case "event_id":
+				v = r.EventID
+			case "requestor_data":
+				v = r.RequestorData
+			}
+		}
+		for _, key := range strings.Split(strings.Trim(sub[3], "[]"), "][") {
+			if key == "" {
+				continue
+			}
+			mv, ok := v.(map[string]any)
+			if !ok {
+				return ""
+			}
+			v = mv[strings.Trim(key, `'"`)]
+		}
+		if v == nil {
+			return ""
+		}
+		return fmt.Sprint(v)
+	})
+}

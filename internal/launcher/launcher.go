@@ -1,0 +1,227 @@
+// Package launcher is kubepool's node provider: it serves Zuul's node
+// requests from ZooKeeper (the Nodepool protocol, see internal/zk) with
+// Kubernetes resources made by internal/kube.
+//
+// One pool worker per provider pool takes requests in priority order,
+// declines what its pool cannot serve, honours provider affinity, hands out
+// warm (min-ready) nodes first and launches the rest, retrying a failed
+// launch with a fresh namespace up to launch-retries. A cleanup worker
+// deletes used, failed and orphaned nodes (a launcher that crashed
+// mid-launch leaves unlocked building nodes behind), recycles ready nodes
+// past max-ready-age, keeps min-ready nodes, and sweeps leaked namespaces by
+// label selector.
+package launcher
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kubepool/kubepool/internal/config"
+	"github.com/kubepool/kubepool/internal/kube"
+	"github.com/kubepool/kubepool/internal/zk"
+)
+
+// Version is written into the launcher's component registrations.
+var Version = "kubepool"
+
+// Options configure a Launcher. Config, ZK and Drivers are required.
+type Options struct {
+	Config *config.Config
+	ZK     *zk.Client
+	// Drivers holds one Kubernetes driver per provider name.
+	Drivers map[string]*kube.Driver
+	Logger  *slog.Logger // nil logs nothing
+	Metrics *Metrics     // nil records nothing
+	// Hostname is registered with the components; default os.Hostname.
+	Hostname string
+	// CleanupInterval is how often the cleanup worker runs even when no
+	// node changed, and the leak sweep's period; default 60 s.
+	CleanupInterval time.Duration
+}
+
+// Launcher serves node requests. Create it with New and start it with Run.
+type Launcher struct {
+	cfg      *config.Config
+	zk       *zk.Client
+	drivers  map[string]*kube.Driver
+	log      *slog.Logger
+	metrics  *Metrics
+	hostname string
+	id       string // unique per process: what this launcher writes as "launcher"
+	interval time.Duration
+
+	pools []*poolWorker
+
+	mu sync.Mutex
+	// busy holds the ids of nodes and requests a goroutine of this launcher
+	// is working on, so that no second one starts on them.
+	busy  map[string]bool
+	ready bool
+
+	wg sync.WaitGroup // launch, fulfil and delete goroutines
+}
+
+// poolWorker serves one provider pool.
+type poolWorker struct {
+	provider *config.Provider
+	pool     *config.Pool
+	id       string // the pool component's id: what goes in declined_by
+	driver   *kube.Driver
+}
+
+// New returns a Launcher for opts.
+func New(opts Options) (*Launcher, error) {
+	if opts.Config == nil || opts.ZK == nil {
+		return nil, errors.New("launcher: Config and ZK are required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	host := opts.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	l := &Launcher{
+		cfg:      opts.Config,
+		zk:       opts.ZK,
+		drivers:  opts.Drivers,
+		log:      log,
+		metrics:  opts.Metrics,
+		hostname: host,
+		id:       fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(4)),
+		interval: opts.CleanupInterval,
+		busy:     map[string]bool{},
+	}
+	if l.metrics == nil {
+		l.metrics = NewMetrics(nil)
+	}
+	if l.interval <= 0 {
+		l.interval = 60 * time.Second
+	}
+	for i := range l.cfg.Providers {
+		p := &l.cfg.Providers[i]
+		d := l.drivers[p.Name]
+		if d == nil {
+			return nil, fmt.Errorf("launcher: no Kubernetes driver for provider %q", p.Name)
+		}
+		for j := range p.Pools {
+			pool := &p.Pools[j]
+			l.pools = append(l.pools, &poolWorker{provider: p, pool: pool, driver: d, id: fmt.Sprintf("%s-%s-%s", l.id, p.Name, pool.Name)})
+		}
+	}
+	return l, nil
+}
+
+// ID is this launcher's id, written into the nodes it makes.
+func (l *Launcher) ID() string { return l.id }
+
+// Run registers the launcher and its pools in ZooKeeper and serves requests
+// until ctx ends. Launches under way when ctx ends are abandoned; the nodes
+// they were building are unlocked and the next launcher's cleanup deletes
+// them.
+func (l *Launcher) Run(ctx context.Context) error {
+	launcher, err := l.zk.Register(ctx, zk.Component{Kind: zk.KindLauncher, Hostname: l.hostname, State: zk.ComponentRunning, Version: Version, ID: l.id})
+	if err != nil {
+		return fmt.Errorf("registering launcher: %w", err)
+	}
+	regs := []*zk.Registration{launcher}
+	for _, pw := range l.pools {
+		reg, err := l.zk.Register(ctx, zk.Component{
+			Kind: zk.KindPool, Hostname: l.hostname, State: zk.ComponentRunning, Version: Version,
+			ID: pw.id, Name: pw.pool.Name, ProviderName: pw.provider.Name,
+			SupportedLabels: pw.pool.SupportedLabels(), Priority: pw.pool.Priority,
+		})
+		if err != nil {
+			return fmt.Errorf("registering pool %s/%s: %w", pw.provider.Name, pw.pool.Name, err)
+		}
+		regs = append(regs, reg)
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, r := range regs {
+			_ = r.Unregister(uctx)
+		}
+	}()
+	l.mu.Lock()
+	l.ready = true
+	l.mu.Unlock()
+	l.log.Info("launcher running", "launcher", l.id, "pools", len(l.pools))
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, pw := range l.pools {
+		g.Go(func() error { return l.servePool(gctx, pw) })
+	}
+	g.Go(func() error { return l.cleanupLoop(gctx) })
+	err = g.Wait()
+	l.mu.Lock()
+	l.ready = false
+	l.mu.Unlock()
+	l.wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// claim marks id busy and reports whether it was free.
+func (l *Launcher) claim(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.busy[id] {
+		return false
+	}
+	l.busy[id] = true
+	return true
+}
+
+func (l *Launcher) release(id string) {
+	l.mu.Lock()
+	delete(l.busy, id)
+	l.mu.Unlock()
+}
+
+func (l *Launcher) isBusy(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.busy[id]
+}
+
+// goTracked runs f in a goroutine that Run waits for.
+func (l *Launcher) goTracked(f func()) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		f()
+	}()
+}
+
+// providerOf returns the pool worker serving provider/pool, or nil.
+func (l *Launcher) poolOf(provider, pool string) *poolWorker {
+	for _, pw := range l.pools {
+		if pw.provider.Name == provider && pw.pool.Name == pool {
+			return pw
+		}
+	}
+	return nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func typeIs(n *zk.Node, label string) bool {
+	return len(n.Type) == 1 && n.Type[0] == label
+}

@@ -1,0 +1,439 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/kubepool/kubepool/internal/config"
+	"github.com/kubepool/kubepool/internal/zk"
+)
+
+// servePool takes requests for pw until ctx ends, looking again whenever a
+// request or node changes (and every few seconds, as a safety net).
+func (l *Launcher) servePool(ctx context.Context, pw *poolWorker) error {
+	reqs := l.zk.WatchRequests(ctx)
+	nodes := l.zk.WatchNodes(ctx)
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		if err := l.handleRequests(ctx, pw); err != nil && ctx.Err() == nil {
+			l.log.Warn("handling requests", "provider", pw.provider.Name, "pool", pw.pool.Name, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-reqs:
+		case <-nodes:
+		case <-tick.C:
+		}
+	}
+}
+
+// slot is one node of a request being fulfilled.
+type slot struct {
+	node *zk.Node
+	lock *zk.Lock
+	warm bool // taken from the ready pool, not launched
+}
+
+// handleRequests looks at every request in priority order once.
+func (l *Launcher) handleRequests(ctx context.Context, pw *poolWorker) error {
+	reqs, err := l.zk.ListRequests(ctx)
+	if err != nil {
+		return err
+	}
+	var nodes []*zk.Node
+	for _, r := range reqs {
+		if r.State != zk.RequestRequested || r.DeclinedByID(pw.id) || l.isBusy(r.ID) {
+			continue
+		}
+		if r.Provider != "" && r.Provider != pw.provider.Name {
+			other, err := l.otherProviderServes(ctx, r)
+			if err != nil {
+				return err
+			}
+			if other {
+				continue // affinity: leave it to the provider it asks for
+			}
+		}
+		lock, cur, err := l.zk.TryLockRequest(ctx, r.ID)
+		if errors.Is(err, zk.ErrLocked) || errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		r = cur
+		if r.State != zk.RequestRequested || r.DeclinedByID(pw.id) {
+			_ = lock.Release(ctx)
+			continue
+		}
+		if why := pw.cannotServe(r.NodeTypes); why != "" {
+			l.decline(ctx, pw, lock, r, why)
+			continue
+		}
+		if nodes == nil {
+			if nodes, err = l.zk.ListNodes(ctx); err != nil {
+				_ = lock.Release(ctx)
+				return err
+			}
+		}
+		warm := l.warmCandidates(pw, r.NodeTypes, nodes)
+		var launch []string
+		for i, lb := range r.NodeTypes {
+			if warm[i] == nil {
+				launch = append(launch, lb)
+			}
+		}
+		if why := l.quotaShort(pw, nodes, launch); why != "" {
+			// Nodepool pauses the pool until the request fits; so do we:
+			// requests behind it wait, and a node going away wakes us.
+			l.log.Debug("pausing for quota", "request", r.ID, "provider", pw.provider.Name, "pool", pw.pool.Name, "why", why)
+			_ = lock.Release(ctx)
+			return nil
+		}
+		if !l.claim(r.ID) {
+			_ = lock.Release(ctx)
+			continue
+		}
+		slots, err := l.assign(ctx, pw, r, warm)
+		if err != nil {
+			l.release(r.ID)
+			_ = lock.Release(ctx)
+			return fmt.Errorf("assigning nodes to request %s: %w", r.ID, err)
+		}
+		for _, s := range slots {
+			nodes = append(nodes, s.node)
+		}
+		start := time.Now()
+		l.goTracked(func() { l.fulfil(ctx, pw, lock, r, slots, start) })
+	}
+	return nil
+}
+
+// cannotServe says why the pool can never serve labels, or "".
+func (pw *poolWorker) cannotServe(labels []string) string {
+	if len(labels) == 0 {
+		return "the request asks for no nodes"
+	}
+	for _, lb := range labels {
+		if pw.pool.Label(lb) == nil {
+			return fmt.Sprintf("pool does not serve label %q", lb)
+		}
+	}
+	var need usage
+	for _, lb := range labels {
+		need.add(pw.pool.Label(lb).Resources())
+	}
+	if why := need.exceeds(limitsOf(pw.pool.MaxServers, pw.pool.MaxCores, pw.pool.MaxRAM, pw.pool.MaxResources), usage{}); why != "" {
+		return "the request alone exceeds the pool's quota: " + why
+	}
+	if why := need.exceeds(limitsOf(pw.provider.MaxServers, pw.provider.MaxCores, pw.provider.MaxRAM, pw.provider.MaxResources), usage{}); why != "" {
+		return "the request alone exceeds the provider's quota: " + why
+	}
+	return ""
+}
+
+func (l *Launcher) decline(ctx context.Context, pw *poolWorker, lock *zk.Lock, r *zk.Request, why string) {
+	defer func() { _ = lock.Release(ctx) }()
+	failed, err := l.zk.Decline(ctx, r, pw.id)
+	if err != nil {
+		l.log.Warn("declining request", "request", r.ID, "err", err)
+		return
+	}
+	l.log.Info("declined request", "request", r.ID, "labels", r.NodeTypes, "provider", pw.provider.Name, "pool", pw.pool.Name, "why", why, "failed", failed)
+}
+
+// otherProviderServes reports whether a live pool of the provider r asks
+// for can serve all of r's labels.
+func (l *Launcher) otherProviderServes(ctx context.Context, r *zk.Request) (bool, error) {
+	pools, err := l.zk.ListComponents(ctx, zk.KindPool)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range pools {
+		if p.ProviderName != r.Provider || p.Paused || r.DeclinedByID(p.ID) {
+			continue
+		}
+		all := true
+		for _, lb := range r.NodeTypes {
+			found := false
+			for _, s := range p.SupportedLabels {
+				found = found || s == lb
+			}
+			all = all && found
+		}
+		if all {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// warmCandidates picks, for each label, a ready unallocated unlocked node of
+// the pool, or nil.
+func (l *Launcher) warmCandidates(pw *poolWorker, labels []string, nodes []*zk.Node) []*zk.Node {
+	out := make([]*zk.Node, len(labels))
+	used := map[string]bool{}
+	for i, lb := range labels {
+		for _, n := range nodes {
+			if used[n.ID] || n.Locked || l.isBusy(n.ID) || n.State != zk.NodeReady || n.AllocatedTo != "" ||
+				n.Provider != pw.provider.Name || n.Pool != pw.pool.Name || !typeIs(n, lb) {
+				continue
+			}
+			out[i] = n
+			used[n.ID] = true
+			break
+		}
+	}
+	return out
+}
+
+// assign marks r pending and gives every label a node: a warm one locked and
+// allocated to r, or a new one created in state building, locked.
+func (l *Launcher) assign(ctx context.Context, pw *poolWorker, r *zk.Request, warm []*zk.Node) ([]*slot, error) {
+	if err := l.zk.MarkPending(ctx, r); err != nil {
+		return nil, err
+	}
+	slots := make([]*slot, 0, len(r.NodeTypes))
+	unwind := func() {
+		for _, s := range slots {
+			if s.warm {
+				s.node.AllocatedTo = ""
+				_ = l.zk.UpdateNode(ctx, s.node)
+			} else {
+				s.node.SetState(zk.NodeFailed)
+				_ = l.zk.UpdateNode(ctx, s.node)
+			}
+			_ = s.lock.Release(ctx)
+			l.release(s.node.ID)
+		}
+	}
+	for i, lb := range r.NodeTypes {
+		if w := warm[i]; w != nil && l.claim(w.ID) {
+			lock, n, err := l.zk.TryLockNode(ctx, w.ID)
+			if err == nil && n.State == zk.NodeReady && n.AllocatedTo == "" {
+				n.AllocatedTo = r.ID
+				n.Requestor, n.TenantName = r.Requestor, r.TenantName
+				if err := l.zk.UpdateNode(ctx, n); err == nil {
+					slots = append(slots, &slot{node: n, lock: lock, warm: true})
+					continue
+				}
+			}
+			if lock != nil {
+				_ = lock.Release(ctx)
+			}
+			l.release(w.ID)
+		}
+		s, err := l.newNode(ctx, pw, lb, r)
+		if err != nil {
+			unwind()
+			return nil, err
+		}
+		slots = append(slots, s)
+	}
+	return slots, nil
+}
+
+// newNode creates and locks a building node of label for r (nil for a
+// min-ready node).
+func (l *Launcher) newNode(ctx context.Context, pw *poolWorker, label string, r *zk.Request) (*slot, error) {
+	n := &zk.Node{
+		Provider: pw.provider.Name, Pool: pw.pool.Name, Type: []string{label},
+		Launcher: l.id, Cloud: "kubernetes", Attributes: pw.pool.NodeAttributes,
+		Resources: resourcesMap(pw.pool.Label(label).Resources()),
+	}
+	if r != nil {
+		n.AllocatedTo, n.Requestor, n.TenantName = r.ID, r.Requestor, r.TenantName
+	}
+	n.SetState(zk.NodeBuilding)
+	if err := l.zk.CreateNode(ctx, n); err != nil {
+		return nil, fmt.Errorf("creating node for label %q: %w", label, err)
+	}
+	l.claim(n.ID)
+	lock, locked, err := l.zk.TryLockNode(ctx, n.ID)
+	if err != nil {
+		l.release(n.ID)
+		return nil, fmt.Errorf("locking new node %s: %w", n.ID, err)
+	}
+	return &slot{node: locked, lock: lock}, nil
+}
+
+// fulfil launches the request's new nodes (warm ones get a fresh token),
+// then fulfils the request, or, if a node could not be made, declines it
+// and lets the nodes that were made go back to the pool.
+func (l *Launcher) fulfil(ctx context.Context, pw *poolWorker, reqLock *zk.Lock, r *zk.Request, slots []*slot, start time.Time) {
+	defer l.release(r.ID)
+	defer func() { _ = reqLock.Release(context.WithoutCancel(ctx)) }()
+	errs := make([]error, len(slots))
+	var wg sync.WaitGroup
+	source := "warm"
+	for i, s := range slots {
+		if !s.warm {
+			source = "launched"
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if s.warm {
+				errs[i] = l.refreshToken(ctx, pw, s.node)
+			} else {
+				errs[i] = l.launch(ctx, pw, s.node, r)
+			}
+		}()
+	}
+	wg.Wait()
+	ids := make([]string, len(slots))
+	for i, s := range slots {
+		ids[i] = s.node.ID
+	}
+	unlockAll := func() {
+		for _, s := range slots {
+			_ = s.lock.Release(context.WithoutCancel(ctx))
+			l.release(s.node.ID)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		l.giveBack(ctx, slots, errs)
+		unlockAll()
+		if ctx.Err() != nil {
+			return
+		}
+		l.decline(ctx, pw, reqLock, r, err.Error())
+		return
+	}
+	// As Nodepool does, the nodes are unlocked (still allocated to the
+	// request) before the request is fulfilled, so that Zuul can lock them
+	// as soon as it sees it fulfilled.
+	unlockAll()
+	if err := l.zk.Fulfil(ctx, r, ids); err != nil {
+		// Zuul cancelled the request (deleted it) while we worked; the
+		// cleanup worker returns its ready nodes to the pool.
+		l.log.Info("request gone before it was fulfilled", "request", r.ID, "err", err)
+		return
+	}
+	l.metrics.FulfilSeconds.WithLabelValues(source).Observe(time.Since(start).Seconds())
+	l.log.Info("fulfilled request", "request", r.ID, "nodes", ids, "labels", r.NodeTypes, "source", source, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// giveBack deallocates the slots' nodes that became ready, so that they
+// serve another request; failed ones were already marked failed.
+func (l *Launcher) giveBack(ctx context.Context, slots []*slot, errs []error) {
+	for i, s := range slots {
+		if errs[i] != nil || s.node.State != zk.NodeReady {
+			continue
+		}
+		s.node.AllocatedTo = ""
+		if err := l.zk.UpdateNode(context.WithoutCancel(ctx), s.node); err != nil {
+			l.log.Warn("returning node to the pool", "node", s.node.ID, "err", err)
+		}
+	}
+}
+
+// usage is quota in Nodepool's units.
+type usage struct {
+	servers int64
+	cores   float64
+	ram     int64
+	other   map[string]float64
+}
+
+func (u *usage) add(r config.Resources) {
+	u.servers += r.Instances
+	u.cores += r.Cores
+	u.ram += r.RAM
+	for k, v := range r.Extra {
+		if u.other == nil {
+			u.other = map[string]float64{}
+		}
+		u.other[k] += v
+	}
+}
+
+func (u *usage) addRecord(m map[string]any) {
+	num := func(k string) float64 {
+		f, _ := m[k].(float64)
+		return f
+	}
+	u.servers++
+	u.cores += num("cores")
+	u.ram += int64(num("ram"))
+	for k, v := range m {
+		if k == "cores" || k == "ram" || k == "instances" {
+			continue
+		}
+		if f, ok := v.(float64); ok {
+			if u.other == nil {
+				u.other = map[string]float64{}
+			}
+			u.other[k] += f
+		}
+	}
+}
+
+type limits struct {
+	servers, cores, ram int64
+	other               map[string]int64
+}
+
+func limitsOf(servers, cores, ram int64, other map[string]int64) limits {
+	return limits{servers, cores, ram, other}
+}
+
+// exceeds says how u plus base goes over lim, or "".
+func (u usage) exceeds(lim limits, base usage) string {
+	if base.servers+u.servers > lim.servers {
+		return fmt.Sprintf("max-servers %d", lim.servers)
+	}
+	if base.cores+u.cores > float64(lim.cores) {
+		return fmt.Sprintf("max-cores %d", lim.cores)
+	}
+	if base.ram+u.ram > lim.ram {
+		return fmt.Sprintf("max-ram %d", lim.ram)
+	}
+	for k, max := range lim.other {
+		if base.other[k]+u.other[k] > float64(max) {
+			return fmt.Sprintf("max-resources %s %d", k, max)
+		}
+	}
+	return ""
+}
+
+// quotaShort says why launching labels now would exceed the pool's or the
+// provider's quota, counting every node they hold, or "".
+func (l *Launcher) quotaShort(pw *poolWorker, nodes []*zk.Node, labels []string) string {
+	if len(labels) == 0 {
+		return ""
+	}
+	var poolUse, provUse, need usage
+	for _, n := range nodes {
+		if n.Provider != pw.provider.Name || n.State == zk.NodeDeleted {
+			continue
+		}
+		provUse.addRecord(n.Resources)
+		if n.Pool == pw.pool.Name {
+			poolUse.addRecord(n.Resources)
+		}
+	}
+	for _, lb := range labels {
+		need.add(pw.pool.Label(lb).Resources())
+	}
+	if why := need.exceeds(limitsOf(pw.pool.MaxServers, pw.pool.MaxCores, pw.pool.MaxRAM, pw.pool.MaxResources), poolUse); why != "" {
+		return "pool " + why
+	}
+	if why := need.exceeds(limitsOf(pw.provider.MaxServers, pw.provider.MaxCores, pw.provider.MaxRAM, pw.provider.MaxResources), provUse); why != "" {
+		return "provider " + why
+	}
+	return ""
+}
+
+func resourcesMap(r config.Resources) map[string]any {
+	out := map[string]any{}
+	for k, v := range r.Map() {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,334 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubepool/kubepool/internal/config"
+	"github.com/kubepool/kubepool/internal/kube"
+	"github.com/kubepool/kubepool/internal/launcher"
+	"github.com/kubepool/kubepool/internal/testenv"
+	"github.com/kubepool/kubepool/internal/zk"
+)
+
+// launcherEnv is a launcher running in this test process against the dev
+// cluster and a ZooKeeper chroot of its own, and a Zuul stand-in.
+type launcherEnv struct {
+	env      *testenv.Env
+	provider string
+	servers  string // ZooKeeper connection string with the chroot
+	zk       *zk.Client
+	zuul     *zuul
+	l        *launcher.Launcher
+}
+
+// launcherConfig is the launcher config the tests use, in Nodepool's format.
+func launcherConfig(env *testenv.Env, servers, provider string, minReady int) string {
+	host, port, _ := strings.Cut(strings.SplitN(servers, "/", 2)[0], ":")
+	chroot := "/" + strings.SplitN(servers, "/", 2)[1]
+	return fmt.Sprintf(`
+zookeeper-servers:
+  - host: %s
+    port: %s
+    chroot: %s
+labels:
+  - name: pod
+    min-ready: %d
+  - name: namespace
+  - name: broken
+providers:
+  - name: %s
+    driver: kubernetes
+    context: kubepool-dev
+    launch-retries: 2
+    boot-timeout: 120
+    token-expiration: 1h
+    pools:
+      - name: main
+        node-attributes:
+          site: e2e
+        labels:
+          - name: pod
+            type: pod
+            image: %s
+            python-path: /usr/bin/python3
+            cpu: 100m
+            memory: 64Mi
+          - name: namespace
+            type: namespace
+          - name: broken
+            type: pod
+            image: %s/kubepool/does-not-exist:1
+`, host, port, chroot, minReady, provider, env.MachineImage, env.Registry)
+}
+
+func startLauncher(t *testing.T, minReady int) *launcherEnv {
+	t.Helper()
+	env := testenv.Cluster(t)
+	t.Setenv("KUBECONFIG", env.Kubeconfig)
+	le := &launcherEnv{env: env, provider: "e2e-" + randHex(3)}
+	le.servers = env.ZooKeeper + "/kubepool-e2e-" + randHex(4)
+	cfg, err := config.Parse("e2e.yaml", []byte(launcherConfig(env, le.servers, le.provider, minReady)))
+	if err != nil {
+		t.Fatalf("config.Parse = %v", err)
+	}
+	drivers := map[string]*kube.Driver{}
+	for _, p := range cfg.Providers {
+		rc, err := p.RESTConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := kube.NewDriver(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.TokenExpiration = p.TokenExpiration
+		drivers[p.Name] = d
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	le.zk, err = zk.Connect(ctx, le.servers, zk.Options{})
+	if err != nil {
+		t.Fatalf("zk.Connect(%s) = %v", le.servers, err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	le.l, err = launcher.New(launcher.Options{Config: cfg, ZK: le.zk, Drivers: drivers, Logger: log, CleanupInterval: 2 * time.Second, Hostname: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- le.l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("launcher.Run = %v", err)
+		}
+		le.zk.Close()
+		// Whatever the test left behind goes, by our labels.
+		d := drivers[le.provider]
+		owned, _ := d.List(context.Background(), le.provider)
+		for _, o := range owned {
+			_ = d.Delete(context.Background(), o.Namespace, false)
+		}
+	})
+	le.zuul = newZuul(t, le.servers)
+	return le
+}
+
+// testWriter sends log lines to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// waitGone waits until the node record is deleted and its namespace is gone.
+func (le *launcherEnv) waitGone(t *testing.T, id, namespace string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	for {
+		_, err := le.zk.GetNode(ctx, id)
+		if errors.Is(err, zk.ErrNoNode) {
+			break
+		}
+		select {
+		case <-le.zk.WatchNode(ctx, id):
+		case <-ctx.Done():
+			t.Fatalf("node %s still exists: %v", id, ctx.Err())
+		}
+	}
+	if namespace == "" {
+		return
+	}
+	if _, err := le.env.Client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("namespace %s of deleted node %s: Get = %v, want NotFound", namespace, id, err)
+	}
+}
+
+// TestLauncherZuul plays Zuul against the launcher: a pod node and a
+// namespace node in one request, used exactly as Zuul's executor uses them
+// (kubeconfig, Ansible inventory with the kubectl connection), then returned
+// and cleaned up.
+func TestLauncherZuul(t *testing.T) {
+	le := startLauncher(t, 0)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+
+	id := le.zuul.submit([]string{"pod", "namespace"}, 100, nil)
+	req := le.zuul.waitRequest(ctx, id)
+	if req["state"] != "fulfilled" {
+		t.Fatalf("request %s = %v, want fulfilled", id, req)
+	}
+	nodes, returnNodes := le.zuul.acceptNodes(id, req)
+	if len(nodes) != 2 {
+		t.Fatalf("request %s got %d nodes, want 2", id, len(nodes))
+	}
+	pod, ns := nodes[0], nodes[1]
+	ids := req["nodes"].([]any)
+
+	// What Zuul reads from a node record.
+	for _, tt := range []struct {
+		node     map[string]any
+		connType string
+		label    string
+	}{{pod, "kubectl", "pod"}, {ns, "namespace", "namespace"}} {
+		cp, ok := tt.node["connection_port"].(map[string]any)
+		if !ok {
+			t.Fatalf("%s node connection_port = %T, want a dict", tt.label, tt.node["connection_port"])
+		}
+		for _, k := range []string{"name", "namespace", "host", "skiptls", "token", "user", "ca_crt"} {
+			if _, ok := cp[k]; !ok {
+				t.Errorf("%s node connection_port has no %q: %v", tt.label, k, slices.Collect(maps.Keys(cp)))
+			}
+		}
+		if tt.node["connection_type"] != tt.connType || tt.node["provider"] != le.provider || tt.node["external_id"] != cp["namespace"] {
+			t.Errorf("%s node = connection_type %v provider %v external_id %v, want %s %s %v", tt.label, tt.node["connection_type"], tt.node["provider"], tt.node["external_id"], tt.connType, le.provider, cp["namespace"])
+		}
+		if attrs, _ := tt.node["attributes"].(map[string]any); attrs["site"] != "e2e" {
+			t.Errorf("%s node attributes = %v, want site=e2e", tt.label, tt.node["attributes"])
+		}
+		if ca, _ := base64.StdEncoding.DecodeString(cp["ca_crt"].(string)); !strings.Contains(string(ca), "BEGIN CERTIFICATE") {
+			t.Errorf("%s node ca_crt is not a base64 PEM certificate", tt.label)
+		}
+	}
+	podCP := pod["connection_port"].(map[string]any)
+	if pod["interface_ip"] != podCP["pod"] || pod["host_id"] != le.env.Node || pod["python_path"] != "/usr/bin/python3" {
+		t.Errorf("pod node interface_ip %v host_id %v python_path %v, want pod %v on %s with /usr/bin/python3", pod["interface_ip"], pod["host_id"], pod["python_path"], podCP["pod"], le.env.Node)
+	}
+	if res, _ := pod["resources"].(map[string]any); res["cores"] != 0.1 || res["ram"] != float64(64) || res["instances"] != float64(1) {
+		t.Errorf("pod node resources = %v, want cores 0.1, ram 64, instances 1", pod["resources"])
+	}
+
+	// Zuul's executor: kubeconfig + inventory, then Ansible over kubectl.
+	dir := t.TempDir()
+	kubeconfig, inventory := executorFiles(t, dir, nodes)
+	kubectlDir := filepath.Dir(le.env.Kubectl)
+	cmd := exec.CommandContext(ctx, "ansible", "-i", inventory, "all", "-m", "command", "-a", "git --version")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+kubectlDir+":"+os.Getenv("PATH"), "ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "git version") {
+		t.Fatalf("ansible command through the kubectl connection: %v\n%s", err, out)
+	}
+
+	// The namespace node's token manages its namespace and nothing else.
+	nsClient := nodeClient(t, ns)
+	nsName := ns["external_id"].(string)
+	if !canI(t, nsClient, authorizationv1.ResourceAttributes{Namespace: nsName, Verb: "create", Resource: "pods"}) ||
+		canI(t, nsClient, authorizationv1.ResourceAttributes{Namespace: podCP["namespace"].(string), Verb: "get", Resource: "pods"}) {
+		t.Errorf("namespace node token: want create pods in %s and nothing in the pod node's namespace", nsName)
+	}
+
+	returnNodes()
+	le.waitGone(t, ids[0].(string), podCP["namespace"].(string))
+	le.waitGone(t, ids[1].(string), nsName)
+}
+
+// TestLauncherDeclineAndFail: a label nobody serves fails the request; an
+// image that cannot be pulled fails fast, is retried with a fresh
+// namespace, then fails the request with the reason, and leaves nothing.
+func TestLauncherDeclineAndFail(t *testing.T) {
+	le := startLauncher(t, 0)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+
+	id := le.zuul.submit([]string{"no-such-label"}, 100, nil)
+	if req := le.zuul.waitRequest(ctx, id); req["state"] != "failed" || len(req["declined_by"].([]any)) != 1 {
+		t.Errorf("request for an unknown label = %v, want failed, declined by our pool", req)
+	}
+
+	id = le.zuul.submit([]string{"broken"}, 100, nil)
+	if req := le.zuul.waitRequest(ctx, id); req["state"] != "failed" {
+		t.Errorf("request for a label whose image is missing = %v, want failed", req)
+	}
+	// The failed node and both attempts' namespaces are cleaned up.
+	sel := kube.ProviderSelector(le.provider).String()
+	for {
+		nodes, err := le.zk.ListNodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nsl, err := le.env.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(nodes) == 0 && len(nsl.Items) == 0 {
+			break
+		}
+		select {
+		case <-le.zk.WatchNodes(ctx):
+		case <-ctx.Done():
+			t.Fatalf("after the failed launch: %d nodes and %d namespaces remain", len(nodes), len(nsl.Items))
+		}
+	}
+}
+
+// TestLauncherCleanup: a building node left unlocked by a launcher that
+// died, and a namespace whose node never existed, are both deleted.
+func TestLauncherCleanup(t *testing.T) {
+	le := startLauncher(t, 0)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	client := le.env.Client
+
+	orphanNS := "main-orphan-" + randHex(3)
+	n := &zk.Node{Provider: le.provider, Pool: "main", Type: []string{"pod"}, Launcher: "crashed-launcher", ExternalID: orphanNS}
+	n.SetState(zk.NodeBuilding)
+	if err := le.zk.CreateNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	leakNS := "main-leak-" + randHex(3)
+	for name, nodeID := range map[string]string{orphanNS: n.ID, leakNS: "9999999999"} {
+		owner := kube.Owner{Provider: le.provider, Pool: "main", NodeID: nodeID, Label: "pod", Launcher: "crashed-launcher"}
+		if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: owner.Labels()}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An unrelated namespace is never touched.
+	other := "unrelated-" + randHex(3)
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: other}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.CoreV1().Namespaces().Delete(context.Background(), other, metav1.DeleteOptions{}) })
+
+	le.waitGone(t, n.ID, orphanNS)
+	for {
+		got, err := client.CoreV1().Namespaces().Get(ctx, leakNS, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) || err == nil && got.DeletionTimestamp != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("leaked namespace %s not swept: %v", leakNS, err)
+		case <-time.After(200 * time.Millisecond): // the sweep runs every 2 s; poll its effect
+		}
+	}
+	if got, err := client.CoreV1().Namespaces().Get(ctx, other, metav1.GetOptions{}); err != nil || got.DeletionTimestamp != nil {
+		t.Errorf("unrelated namespace %s: %v, deleting=%v; want untouched", other, err, got.DeletionTimestamp != nil)
+	}
+}
+
+// nodeClient is a client that authenticates as the node's user.
+func nodeClient(t *testing.T, node map[string]any) kubernetes.Interface {
+	t.Helper()
+	cp := node["connection_port"].(map[string]any)
+	ca, _ := base64.StdEncoding.DecodeString(cp["ca_crt"].(string))
+	return tokenClient(t, &kube.Connection{Host: cp["host"].(string), Token: cp["token"].(string), CAData: ca})
+}
