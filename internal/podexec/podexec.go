@@ -4,6 +4,14 @@
 // WebSocket. The command's exit status is the source of truth: a stream that
 // breaks without one is an error (client-go only logs a failed stdin copy),
 // and a non-zero exit is an *ExecError carrying the tail of stderr.
+//
+// Long, idle streams (a command that computes for minutes before it writes)
+// are kept alive by heartbeats on both protocols: client-go pings every 5 s
+// over WebSocket (and fails the stream after 12 unanswered pings) and over
+// SPDY, so proxies and load balancers between here and the API server see
+// traffic, and a peer that went away is detected rather than waited on.
+//
+// Executor.CutStreams injects a mid-stream connection cut for tests.
 package podexec
 
 import (
@@ -13,9 +21,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -84,6 +95,8 @@ type Executor struct {
 	client rest.Interface
 	// NoWebSocket forces SPDY (for comparison and for old servers).
 	NoWebSocket bool
+
+	proxy atomic.Pointer[url.URL] // set by CutStreams
 }
 
 // New returns an Executor for the cluster cfg points at.
@@ -130,18 +143,53 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 	if ctx.Err() != nil {
 		return fmt.Errorf("exec in pod %s: %w", t, context.Cause(ctx))
 	}
+	if nf := e.notFound(ctx, t); nf != nil {
+		return nf
+	}
 	return &streamError{target: t, err: err}
 }
 
+// ErrNotFound is matched by errors about a pod or container that does not
+// exist (or is gone): retrying will not help.
+var ErrNotFound = errors.New("not found")
+
+// notFound checks, after a failed exec, whether t's pod and container exist,
+// and returns an error matching ErrNotFound if they do not.
+func (e *Executor) notFound(ctx context.Context, t Target) error {
+	var pod corev1.Pod
+	err := e.client.Get().Resource("pods").Namespace(t.Namespace).Name(t.Pod).Do(ctx).Into(&pod)
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("exec in pod %s: pod %s/%s: %w (check the namespace and pod name; the pod may have been deleted)", t, t.Namespace, t.Pod, ErrNotFound)
+	case err != nil || t.Container == "":
+		return nil
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == t.Container {
+			return nil
+		}
+	}
+	names := make([]string, len(pod.Spec.Containers))
+	for i, c := range pod.Spec.Containers {
+		names[i] = c.Name
+	}
+	return fmt.Errorf("exec in pod %s: container %q: %w (the pod has %s)", t, t.Container, ErrNotFound, strings.Join(names, ", "))
+}
+
 func (e *Executor) executor(u *url.URL) (remotecommand.Executor, error) {
-	spdy, err := remotecommand.NewSPDYExecutor(e.config, http.MethodPost, u)
+	cfg := e.config
+	if p := e.proxy.Load(); p != nil {
+		cfg = rest.CopyConfig(cfg)
+		cfg.Proxy = http.ProxyURL(p)
+	}
+	spdy, err := remotecommand.NewSPDYExecutor(cfg, http.MethodPost, u)
 	if err != nil {
 		return nil, err
 	}
 	if e.NoWebSocket {
 		return spdy, nil
 	}
-	ws, err := remotecommand.NewWebSocketExecutor(e.config, http.MethodGet, u.String())
+	ws, err := remotecommand.NewWebSocketExecutor(cfg, http.MethodGet, u.String())
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,35 @@
+// Package gitsync pushes a workspace of git repositories into a pod over
+// exec (package podexec), the way a CI system hands the repos it prepared to
+// the machine that runs a job, without SSH, a Service or a kubectl binary.
+//
+// A workspace is a directory of repositories at any depth, such as Zuul's
+// src/<host>/<project> layout; each repo lands at the same relative path
+// under the destination in the pod. After a successful Sync, every ref of
+// every repo in the pod (branches, tags, anything under refs/) points where
+// it points in the source, refs the source lacks are gone, HEAD is the same
+// (a branch, or a detached commit), and the working tree and index are reset
+// to HEAD with untracked files removed. Sync checks this by reading each
+// repo's refs and HEAD back from the pod after applying them; it never
+// reports a repo it could not read back.
+//
+// Transfer is incremental and one exec per repo: Sync first asks the pod, in
+// one exec for the whole workspace, which refs it already has, then sends
+// each repo that differs a thin pack of only the objects the pod lacks
+// (git pack-objects with the pod's tips as negative revisions), its ref
+// updates and its HEAD in a single stream. In the pod a small sh script feeds
+// the pack to git index-pack, applies the ref updates in one atomic
+// git update-ref transaction (compare-and-swap against what the pod had),
+// checks the tree out and prints the refs back. A destination that already
+// holds a clone, such as a repo cache baked into the image, therefore only
+// receives the difference. Repos already in the source's state are skipped
+// after the first exec.
+//
+// Exec streams are unreliable: a stream that breaks, or a command that
+// fails, is retried (after asking the pod again what it has) up to
+// Syncer.Attempts times. Because refs only move in one transaction after the
+// whole pack has been indexed, an interrupted push leaves the repo at its old
+// state, never at a partial one.
+//
+// The pod needs sh and git (1.8.5 or newer; 2.36 or newer for fsync control).
+// Images without git use a git sidecar: AddSidecar adds one to a pod spec.
+package gitsync

@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/crane"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubepool/kubepool/internal/gitsync"
+	"github.com/kubepool/kubepool/internal/gitsync/gittest"
+	"github.com/kubepool/kubepool/internal/kube"
+	"github.com/kubepool/kubepool/internal/podexec"
+	"github.com/kubepool/kubepool/internal/testenv"
+)
+
+// podOutput runs script (sh -c) with args in the pod and returns stdout.
+func podOutput(t *testing.T, ex *podexec.Executor, target podexec.Target, script string, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := append([]string{"sh", "-c", script, "sh"}, args...)
+	if err := ex.Run(t.Context(), target, cmd, podexec.Options{Stdout: &out}); err != nil {
+		t.Fatalf("running %.40q in pod %s: %v", script, target, err)
+	}
+	return out.String()
+}
+
+// compareInPod compares every repo at paths under dest in the pod with the
+// source under src: refs, HEAD, index, status and the working tree.
+func compareInPod(t *testing.T, ex *podexec.Executor, target podexec.Target, src, dest string, paths []string) {
+	t.Helper()
+	for _, p := range paths {
+		want := gittest.Manifest(t, filepath.Join(src, p))
+		got := podOutput(t, ex, target, gittest.ManifestScript, path.Join(dest, p))
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("repo %s in pod %s differs from the source (-want +got):\n%s", p, target, diff)
+		}
+	}
+}
+
+// TestGitSync pushes a workspace with branches, tags, merges, other refs
+// and a detached HEAD into a pod and compares every repo exactly; then
+// re-syncs with no change (nothing sent) and after one commit (only its
+// objects sent).
+func TestGitSync(t *testing.T) {
+	env := testenv.Cluster(t)
+	target := machinePod(t, env, "e2e-gitsync")
+	ex := newExecutor(t, env, false)
+	src := t.TempDir()
+	paths := gittest.Workspace(t, src)
+	repos, err := gitsync.FindRepos(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dest = "/work/ws"
+	s := &gitsync.Syncer{Exec: ex, Target: target, Dest: dest}
+
+	res, err := s.Sync(t.Context(), repos)
+	if err != nil {
+		t.Fatalf("Sync = %v", err)
+	}
+	compareInPod(t, ex, target, src, dest, paths)
+	for _, rr := range res.Repos {
+		if rr.UpToDate || rr.Objects == 0 {
+			t.Errorf("first Sync of %s = %+v, want objects sent", rr.Path, rr)
+		}
+	}
+
+	res, err = s.Sync(t.Context(), repos)
+	if err != nil {
+		t.Fatalf("Sync without changes = %v", err)
+	}
+	if got := res.Bytes(); got != 0 {
+		t.Errorf("Sync without changes sent %d bytes, want 0", got)
+	}
+
+	// One commit changing one file of 64 KiB: the three new objects, the
+	// blob's bytes plus a little.
+	blob := make([]byte, 64<<10)
+	rng := rand.NewChaCha8([32]byte{6})
+	rng.Read(blob)
+	gittest.Commit(t, filepath.Join(src, paths[1]), "one more", map[string]string{"data.bin": string(blob)})
+	res, err = s.Sync(t.Context(), repos)
+	if err != nil {
+		t.Fatalf("Sync after one commit = %v", err)
+	}
+	compareInPod(t, ex, target, src, dest, paths)
+	for _, rr := range res.Repos {
+		switch {
+		case rr.Path != paths[1] && !rr.UpToDate:
+			t.Errorf("Sync after one commit in %s touched %s: %+v", paths[1], rr.Path, rr)
+		case rr.Path == paths[1] && (rr.Objects != 3 || rr.Bytes > int64(len(blob))+1024):
+			t.Errorf("Sync after one commit sent %d objects, %d bytes for %s; want 3 objects, at most %d bytes",
+				rr.Objects, rr.Bytes, rr.Path, len(blob)+1024)
+		}
+	}
+}
+
+// TestGitSyncCut cuts the exec connection in the middle of a pack. With
+// one attempt, Sync fails naming the repo and the broken stream, and the
+// repo in the pod has none of the new refs; with retries it ends exact.
+func TestGitSyncCut(t *testing.T) {
+	env := testenv.Cluster(t)
+	target := machinePod(t, env, "e2e-gitsync-cut")
+	ex := newExecutor(t, env, false)
+	src := t.TempDir()
+	paths := gittest.Workspace(t, src)
+	big := make([]byte, 4<<20)
+	rand.NewChaCha8([32]byte{7}).Read(big)
+	gittest.Commit(t, filepath.Join(src, paths[0]), "big", map[string]string{"big.bin": string(big)})
+	repos, err := gitsync.FindRepos(src, paths[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dest = "/work/ws"
+
+	stop, err := ex.CutStreams(1<<20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &gitsync.Syncer{Exec: ex, Target: target, Dest: dest, Attempts: 1}
+	_, err = s.Sync(t.Context(), repos)
+	stop()
+	var re *gitsync.RepoError
+	if !errors.As(err, &re) || re.Path != paths[0] {
+		t.Fatalf("Sync with a cut stream and 1 attempt = %v, want a *RepoError for %s", err, paths[0])
+	}
+	t.Logf("cut push failed as expected: %v", err)
+	refs := podOutput(t, ex, target, `cd "$1" 2>/dev/null || exit 0; git for-each-ref; cat .git/kubepool-synced 2>/dev/null || true`, path.Join(dest, paths[0]))
+	if refs != "" {
+		t.Errorf("after a cut first push the pod's repo has refs or a sync marker:\n%s\nwant none", refs)
+	}
+
+	stop, err = ex.CutStreams(1<<20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	s.Attempts = 3
+	res, err := s.Sync(t.Context(), repos)
+	if err != nil {
+		t.Fatalf("Sync with one cut stream and 3 attempts = %v", err)
+	}
+	if got := res.Repos[0].Attempts; got != 2 {
+		t.Errorf("Sync with one cut stream took %d attempts, want 2", got)
+	}
+	compareInPod(t, ex, target, src, dest, paths[:1])
+}
+
+// TestGitSyncErrors: a pod that does not exist and a container without git
+// are errors that say so.
+func TestGitSyncErrors(t *testing.T) {
+	env := testenv.Cluster(t)
+	target := machinePod(t, env, "e2e-gitsync-err")
+	ex := newExecutor(t, env, false)
+	src := t.TempDir()
+	gittest.Workspace(t, src)
+	repos, err := gitsync.FindRepos(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	missing := podexec.Target{Namespace: target.Namespace, Pod: "no-such-pod"}
+	_, err = (&gitsync.Syncer{Exec: ex, Target: missing}).Sync(t.Context(), repos)
+	if !errors.Is(err, podexec.ErrNotFound) || !strings.Contains(err.Error(), "no-such-pod") {
+		t.Errorf("Sync into a missing pod = %v, want ErrNotFound naming the pod", err)
+	}
+	t.Logf("missing pod: %v", err)
+}
+
+// nogitImage pushes the machine image minus git (a whiteout layer) to the
+// dev cluster's registry and returns its reference.
+func nogitImage(t *testing.T, env *testenv.Env) string {
+	t.Helper()
+	base, err := crane.Pull(env.MachineImage, crane.Insecure)
+	if err != nil {
+		t.Fatalf("pulling %s: %v", env.MachineImage, err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, wh := range []string{"usr/bin/.wh.git", "usr/lib/.wh.git-core"} {
+		if err := tw.WriteHeader(&tar.Header{Name: wh, Mode: 0o644, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Close()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(base, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := env.Registry + "/kubepool/e2e-nogit:latest"
+	if err := crane.Push(img, ref, crane.Insecure); err != nil {
+		t.Fatalf("pushing %s: %v", ref, err)
+	}
+	return ref
+}
+
+// TestGitSyncSidecar runs a pod whose main container's image has no git,
+// with a git sidecar (gitsync.AddSidecar): syncing into the main container
+// fails with ErrNoGit; syncing into the sidecar works, and the main
+// container sees the same working trees.
+func TestGitSyncSidecar(t *testing.T) {
+	env := testenv.Cluster(t)
+	image := nogitImage(t, env)
+	ctx := t.Context()
+	ns := uniqueNS("e2e-gitsync-sidecar")
+	if _, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating namespace %s: %v", ns, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := (&kube.Driver{Client: env.Client}).Delete(ctx, ns, true); err != nil {
+			t.Errorf("deleting namespace %s: %v", ns, err)
+		}
+	})
+	const mount = "/home/zuul/src"
+	spec := corev1.PodSpec{
+		Containers:                    []corev1.Container{{Name: "main", Image: image, Command: kube.MachineCommand}},
+		AutomountServiceAccountToken:  ptr(false),
+		TerminationGracePeriodSeconds: ptr(int64(5)),
+	}
+	if err := gitsync.AddSidecar(&spec, gitsync.SidecarOptions{Image: env.MachineImage, MountPath: mount, Command: kube.MachineCommand}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "machine"}, Spec: spec}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating pod: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if _, err := kube.WaitForPod(wctx, env.Client, ns, "machine"); err != nil {
+		t.Fatalf("WaitForPod(%s/machine) = %v", ns, err)
+	}
+	ex := newExecutor(t, env, false)
+	main := podexec.Target{Namespace: ns, Pod: "machine", Container: "main"}
+	sidecar := podexec.Target{Namespace: ns, Pod: "machine", Container: gitsync.SidecarContainer}
+
+	src := t.TempDir()
+	paths := gittest.Workspace(t, src)
+	repos, err := gitsync.FindRepos(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&gitsync.Syncer{Exec: ex, Target: main, Dest: mount}).Sync(ctx, repos); !errors.Is(err, gitsync.ErrNoGit) {
+		t.Fatalf("Sync into the main container (no git) = %v, want ErrNoGit", err)
+	}
+	if _, err := (&gitsync.Syncer{Exec: ex, Target: sidecar, Dest: mount}).Sync(ctx, repos); err != nil {
+		t.Fatalf("Sync into the git sidecar = %v", err)
+	}
+	compareInPod(t, ex, sidecar, src, mount, paths)
+	for _, p := range paths {
+		want := gittest.Tree(t, filepath.Join(src, p))
+		got := podOutput(t, ex, main, gittest.TreeScript, path.Join(mount, p))
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("working tree of %s as the main container sees it differs (-want +got):\n%s", p, diff)
+		}
+	}
+}
