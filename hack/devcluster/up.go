@@ -370,6 +370,9 @@ clientPortAddress=%s
 maxClientCnxns=0
 admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,mntr,stat
+# A dev cluster's data is disposable: no fsync per write, so that latency
+# figures measure kubepool, not a shared disk.
+forceSync=no
 `, c.path("zookeeper"), zkPort, nodeIP),
 		"containerd.toml": fmt.Sprintf(`version = 2
 root = %q

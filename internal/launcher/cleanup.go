@@ -37,7 +37,7 @@ func (l *Launcher) cleanupLoop(ctx context.Context) error {
 // cleanup deletes what should go, returns stranded ready nodes to the pool
 // and tops up min-ready labels.
 func (l *Launcher) cleanup(ctx context.Context) error {
-	nodes, err := l.zk.ListNodes(ctx)
+	nodes, err := l.listNodes(ctx)
 	if err != nil {
 		return err
 	}
@@ -74,6 +74,8 @@ func (l *Launcher) cleanup(ctx context.Context) error {
 			}
 			if n.AllocatedTo != "" {
 				l.deallocateIfLost(ctx, n)
+			} else if why == "" && !tokenFresh(n, pw.driver.TokenExpiration) && l.claim(n.ID) {
+				l.goTracked(func() { l.refreshIdle(ctx, pw, n.ID) })
 			}
 		case zk.NodeHold:
 			if n.HoldExpiration > 0 && age > time.Duration(n.HoldExpiration)*time.Second {
@@ -117,6 +119,23 @@ func (l *Launcher) deallocateIfLost(ctx context.Context, n *zk.Node) {
 	cur.AllocatedTo = ""
 	if err := l.zk.UpdateNode(ctx, cur); err == nil {
 		l.log.Info("node's request is gone; back to the pool", "node", n.ID, "request", n.AllocatedTo)
+	}
+}
+
+// refreshIdle gives a ready, unallocated node a fresh token, so that it can
+// be handed out without waiting for one. The caller has claimed id.
+func (l *Launcher) refreshIdle(ctx context.Context, pw *poolWorker, id string) {
+	defer l.release(id)
+	lock, n, err := l.zk.TryLockNode(ctx, id)
+	if err != nil {
+		return
+	}
+	defer func() { _ = lock.Release(context.WithoutCancel(ctx)) }()
+	if n.State != zk.NodeReady || n.AllocatedTo != "" {
+		return
+	}
+	if err := l.refreshToken(ctx, pw, n); err != nil {
+		l.log.Warn("refreshing idle node's token", "node", id, "err", err)
 	}
 }
 

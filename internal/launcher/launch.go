@@ -88,7 +88,33 @@ func (l *Launcher) refreshToken(ctx context.Context, pw *poolWorker, n *zk.Node)
 	if err := n.SetKubeConnection(kc); err != nil {
 		return err
 	}
+	setTokenExpiry(n, conn.TokenExpiry)
 	return l.zk.UpdateNode(ctx, n)
+}
+
+// A node's token expiry is kept in its driver_data, so that a warm node
+// whose token is still nearly new is handed out as it is, and one whose
+// token has aged is given a fresh one first.
+const tokenExpiryKey = "token_expires"
+
+func setTokenExpiry(n *zk.Node, t time.Time) {
+	dd, _ := n.DriverData.(map[string]any)
+	if dd == nil {
+		dd = map[string]any{}
+	}
+	dd[tokenExpiryKey] = zk.Timestamp(t)
+	n.DriverData = dd
+}
+
+// tokenFresh reports whether n's token has at least 90% of its configured
+// lifetime left (and so needs no refresh before it is handed out).
+func tokenFresh(n *zk.Node, lifetime time.Duration) bool {
+	dd, _ := n.DriverData.(map[string]any)
+	exp, _ := dd[tokenExpiryKey].(float64)
+	if exp == 0 {
+		return false
+	}
+	return time.Until(zk.TimeOf(exp)) >= lifetime*9/10
 }
 
 // resource describes the Kubernetes objects of node n.
@@ -155,6 +181,7 @@ func (l *Launcher) setConnection(n *zk.Node, pw *poolWorker, label *config.PoolL
 		kc.CACert = base64.StdEncoding.EncodeToString(conn.CAData)
 	}
 	_ = n.SetKubeConnection(kc) // a struct of strings always encodes
+	setTokenExpiry(n, conn.TokenExpiry)
 	n.ExternalID = conn.Namespace
 	n.HostID = conn.Node
 	n.PythonPath = label.PythonPath

@@ -68,6 +68,29 @@ type Launcher struct {
 	ready bool
 
 	wg sync.WaitGroup // launch, fulfil and delete goroutines
+
+	cacheMu sync.Mutex
+	cache   []*zk.Node // the latest node listing
+}
+
+// listNodes lists the nodes and keeps the listing for cachedNodes.
+func (l *Launcher) listNodes(ctx context.Context) ([]*zk.Node, error) {
+	nodes, err := l.zk.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.cacheMu.Lock()
+	l.cache = nodes
+	l.cacheMu.Unlock()
+	return nodes, nil
+}
+
+// cachedNodes returns the latest node listing (possibly stale: callers lock
+// and re-read a node before using it).
+func (l *Launcher) cachedNodes() []*zk.Node {
+	l.cacheMu.Lock()
+	defer l.cacheMu.Unlock()
+	return l.cache
 }
 
 // poolWorker serves one provider pool.

@@ -75,17 +75,31 @@ func (l *Launcher) handleRequests(ctx context.Context, pw *poolWorker) error {
 			l.decline(ctx, pw, lock, r, why)
 			continue
 		}
-		if nodes == nil {
-			if nodes, err = l.zk.ListNodes(ctx); err != nil {
-				_ = lock.Release(ctx)
-				return err
-			}
+		// Warm nodes are picked from the last node listing (each is locked
+		// and checked again before use); only a request that needs new
+		// nodes pays for a fresh listing, to check quota.
+		known := nodes
+		if known == nil {
+			known = l.cachedNodes()
 		}
-		warm := l.warmCandidates(pw, r.NodeTypes, nodes)
+		warm := l.warmCandidates(pw, r.NodeTypes, known)
 		var launch []string
 		for i, lb := range r.NodeTypes {
 			if warm[i] == nil {
 				launch = append(launch, lb)
+			}
+		}
+		if len(launch) > 0 && nodes == nil {
+			if nodes, err = l.listNodes(ctx); err != nil {
+				_ = lock.Release(ctx)
+				return err
+			}
+			warm = l.warmCandidates(pw, r.NodeTypes, nodes)
+			launch = launch[:0]
+			for i, lb := range r.NodeTypes {
+				if warm[i] == nil {
+					launch = append(launch, lb)
+				}
 			}
 		}
 		if why := l.quotaShort(pw, nodes, launch); why != "" {
@@ -105,8 +119,10 @@ func (l *Launcher) handleRequests(ctx context.Context, pw *poolWorker) error {
 			_ = lock.Release(ctx)
 			return fmt.Errorf("assigning nodes to request %s: %w", r.ID, err)
 		}
-		for _, s := range slots {
-			nodes = append(nodes, s.node)
+		if nodes != nil {
+			for _, s := range slots {
+				nodes = append(nodes, s.node)
+			}
 		}
 		start := time.Now()
 		l.goTracked(func() { l.fulfil(ctx, pw, lock, r, slots, start) })
@@ -195,8 +211,16 @@ func (l *Launcher) warmCandidates(pw *poolWorker, labels []string, nodes []*zk.N
 // assign marks r pending and gives every label a node: a warm one locked and
 // allocated to r, or a new one created in state building, locked.
 func (l *Launcher) assign(ctx context.Context, pw *poolWorker, r *zk.Request, warm []*zk.Node) ([]*slot, error) {
-	if err := l.zk.MarkPending(ctx, r); err != nil {
-		return nil, err
+	// A request that needs nodes launched is marked pending, as Nodepool
+	// does; one served from the ready pool alone is fulfilled straight
+	// away (we hold its lock throughout), which saves Zuul a write's wait.
+	for _, w := range warm {
+		if w == nil {
+			if err := l.zk.MarkPending(ctx, r); err != nil {
+				return nil, err
+			}
+			break
+		}
 	}
 	slots := make([]*slot, 0, len(r.NodeTypes))
 	unwind := func() {
@@ -279,7 +303,9 @@ func (l *Launcher) fulfil(ctx context.Context, pw *poolWorker, reqLock *zk.Lock,
 		go func() {
 			defer wg.Done()
 			if s.warm {
-				errs[i] = l.refreshToken(ctx, pw, s.node)
+				if !tokenFresh(s.node, pw.driver.TokenExpiration) {
+					errs[i] = l.refreshToken(ctx, pw, s.node)
+				}
 			} else {
 				errs[i] = l.launch(ctx, pw, s.node, r)
 			}

@@ -230,6 +230,7 @@ func launchZooKeeper(ctx context.Context, java, dir, dataDir string, port int, d
 		"minSessionTimeout=1000",
 		"maxSessionTimeout=60000",
 		"dataDir=" + dataDir,
+		"forceSync=no", // test data: no fsync per write
 		"clientPortAddress=127.0.0.1",
 		"clientPort=" + strconv.Itoa(port),
 		"admin.enableServer=false",

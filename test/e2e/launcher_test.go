@@ -79,7 +79,7 @@ providers:
 `, host, port, chroot, minReady, provider, env.MachineImage, env.Registry)
 }
 
-func startLauncher(t *testing.T, minReady int) *launcherEnv {
+func startLauncher(t testing.TB, minReady int) *launcherEnv {
 	t.Helper()
 	env := testenv.Cluster(t)
 	t.Setenv("KUBECONFIG", env.Kubeconfig)
@@ -132,7 +132,7 @@ func startLauncher(t *testing.T, minReady int) *launcherEnv {
 }
 
 // testWriter sends log lines to t.Log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -331,4 +331,48 @@ func nodeClient(t *testing.T, node map[string]any) kubernetes.Interface {
 	cp := node["connection_port"].(map[string]any)
 	ca, _ := base64.StdEncoding.DecodeString(cp["ca_crt"].(string))
 	return tokenClient(t, &kube.Connection{Host: cp["host"].(string), Token: cp["token"].(string), CAData: ca})
+}
+
+// TestLauncherWarmPool: with min-ready 2, ready nodes wait; a request is
+// served from them (each with its own namespace, service account and
+// token), and the pool is refilled.
+func TestLauncherWarmPool(t *testing.T) {
+	le := startLauncher(t, 2)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	le.waitReady(t, ctx, 2)
+	before, err := le.zk.ListNodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warmIDs := map[string]bool{}
+	for _, n := range before {
+		warmIDs[n.ID] = true
+	}
+
+	id := le.zuul.submit([]string{"pod", "pod"}, 100, nil)
+	req := le.zuul.waitRequest(ctx, id)
+	if req["state"] != "fulfilled" {
+		t.Fatalf("request %s = %v, want fulfilled", id, req["state"])
+	}
+	nodes, ret := le.zuul.acceptNodes(id, req)
+	tokens, namespaces := map[string]bool{}, map[string]bool{}
+	for i, v := range req["nodes"].([]any) {
+		if !warmIDs[v.(string)] {
+			t.Errorf("node %s was launched for the request, want one of the ready nodes %v", v, warmIDs)
+		}
+		cp := nodes[i]["connection_port"].(map[string]any)
+		tokens[cp["token"].(string)] = true
+		namespaces[cp["namespace"].(string)] = true
+		c := nodeClient(t, nodes[i])
+		if !canI(t, c, authorizationv1.ResourceAttributes{Namespace: cp["namespace"].(string), Verb: "create", Resource: "pods", Subresource: "exec", Name: cp["pod"].(string)}) {
+			t.Errorf("warm node %s: its token cannot exec in its pod", v)
+		}
+	}
+	if len(tokens) != 2 || len(namespaces) != 2 {
+		t.Errorf("two warm nodes share credentials: %d tokens, %d namespaces, want 2 and 2", len(tokens), len(namespaces))
+	}
+	// The pool is refilled while the nodes are in use.
+	le.waitReady(t, ctx, 2)
+	ret()
 }
