@@ -60,6 +60,8 @@ func New() *cobra.Command {
 		newImagesCmd(o),
 		newConfigCmd(o),
 		newLauncherCmd(o),
+		newSyncCmd(o),
+		newGitRemoteCmd(o),
 	)
 	return cmd
 }

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -272,4 +274,50 @@ func TestGitSyncSidecar(t *testing.T) {
 			t.Errorf("working tree of %s as the main container sees it differs (-want +got):\n%s", p, diff)
 		}
 	}
+}
+
+// kubepoolBinary builds cmd/kubepool into a temporary directory.
+func kubepoolBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kubepool")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/kubepool/kubepool/cmd/kubepool")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building kubepool: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestGitRemote pushes with git itself through "kubepool git-remote" as an
+// ext:: remote, in the form zuul-jobs uses with kubectl, and fetches back.
+// Then "kubepool sync" pushes the workspace with the same flags.
+func TestGitRemote(t *testing.T) {
+	env := testenv.Cluster(t)
+	target := machinePod(t, env, "e2e-git-remote")
+	ex := newExecutor(t, env, false)
+	bin := kubepoolBinary(t)
+	src := t.TempDir()
+	paths := gittest.Workspace(t, src)
+	repo := filepath.Join(src, paths[0])
+	podOutput(t, ex, target, `git init -q --bare /work/remote.git`)
+
+	remote := fmt.Sprintf("ext::%s git-remote --kubeconfig %s -n %s exec -i %s -- %%S /work/remote.git", bin, env.Kubeconfig, target.Namespace, target.Pod)
+	gittest.Git(t, repo, "-c", "protocol.ext.allow=always", "push", "--quiet", "--mirror", remote)
+	got := podOutput(t, ex, target, `git -C /work/remote.git for-each-ref --format='%(objectname) %(refname)'`)
+	want := gittest.Git(t, repo, "for-each-ref", "--format=%(objectname) %(refname)") + "\n"
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("refs pushed through git-remote (-want +got):\n%s", diff)
+	}
+	clone := filepath.Join(t.TempDir(), "clone")
+	gittest.Git(t, src, "-c", "protocol.ext.allow=always", "clone", "--quiet", "--mirror", remote, clone)
+	if got := gittest.Git(t, clone, "for-each-ref", "--format=%(objectname) %(refname)") + "\n"; got != want {
+		t.Errorf("refs fetched back through git-remote = %q, want %q", got, want)
+	}
+
+	cmd := exec.Command(bin, "sync", "--kubeconfig", env.Kubeconfig, "-n", target.Namespace, "--pod", target.Pod, "--src", src, "--dest", "/work/ws")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubepool sync: %v\n%s", err, out)
+	}
+	t.Logf("kubepool sync:\n%s", out)
+	compareInPod(t, ex, target, src, "/work/ws", paths)
 }

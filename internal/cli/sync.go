@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubepool/kubepool/internal/gitsync"
+	"github.com/kubepool/kubepool/internal/podexec"
+)
+
+type syncOptions struct {
+	pod      podOptions
+	Pod      string
+	Src      string
+	Dest     string
+	Parallel int
+	Attempts int
+	Output   string
+}
+
+func (s *syncOptions) AddFlags(cmd *cobra.Command) {
+	s.pod.AddFlags(cmd)
+	cmd.Flags().StringVar(&s.Pod, "pod", "", "pod to sync into (with --namespace), instead of a NODE")
+	cmd.Flags().StringVar(&s.Src, "src", "", "workspace root on this machine: the directory holding the repos (e.g. Zuul's work dir with src/<host>/<project>)")
+	cmd.Flags().StringVar(&s.Dest, "dest", "", "workspace root in the pod, absolute or relative to $HOME there (default: $HOME)")
+	cmd.Flags().IntVar(&s.Parallel, "parallel", 8, "repos pushed at once")
+	cmd.Flags().IntVar(&s.Attempts, "attempts", 3, "tries per repo before giving up on it")
+	cmd.Flags().StringVarP(&s.Output, "output", "o", "table", "output: table or json")
+}
+
+func (s *syncOptions) Validate() error {
+	switch {
+	case s.Src == "":
+		return errors.New("--src is required: the workspace root holding the repos")
+	case s.Parallel < 1 || s.Attempts < 1:
+		return errors.New("--parallel and --attempts must be at least 1")
+	case s.Output != "table" && s.Output != "json":
+		return fmt.Errorf("--output %q: want table or json", s.Output)
+	}
+	return nil
+}
+
+func newSyncCmd(o *rootOptions) *cobra.Command {
+	var so syncOptions
+	cmd := &cobra.Command{
+		Use:   "sync {NODE | --namespace NS --pod POD} --src DIR [--dest PATH] [REPO...]",
+		Short: "Push a workspace of git repos into a pod: every ref, HEAD and the checked-out tree, verified",
+		Long: `sync pushes the git repos under --src (all of them, or the REPOs named, as
+paths relative to --src) into the pod, each to the same relative path under
+--dest, over exec (no kubectl, no SSH). Afterwards every ref and HEAD in the pod
+are the source's (refs the source lacks are deleted), the working tree is reset
+to HEAD with untracked files removed, and this is read back and checked repo by
+repo. Only the objects the pod lacks are sent, so a re-sync is quick; broken
+streams are retried. Into a container without git, sync through the pod's git
+sidecar (--container git --dest <its mount path>).`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := so.Validate(); err != nil {
+				return err
+			}
+			if so.Pod == "" {
+				if len(args) == 0 {
+					return errors.New("want a NODE, or --namespace and --pod")
+				}
+				return fmt.Errorf("node %s: resolving launcher nodes is not wired yet: pass --namespace and --pod (the node's connection_port namespace and pod)", args[0])
+			}
+			log, err := o.logger()
+			if err != nil {
+				return err
+			}
+			repos, err := gitsync.FindRepos(so.Src, args...)
+			if err != nil {
+				return err
+			}
+			ex, ns, err := so.pod.executor()
+			if err != nil {
+				return err
+			}
+			s := &gitsync.Syncer{
+				Exec:     ex,
+				Target:   podexec.Target{Namespace: ns, Pod: so.Pod, Container: so.pod.Container},
+				Dest:     so.Dest,
+				Parallel: so.Parallel,
+				Attempts: so.Attempts,
+				Logger:   log,
+			}
+			start := time.Now()
+			res, err := s.Sync(cmd.Context(), repos)
+			if res != nil {
+				if perr := printSync(o.Out, so.Output, res, time.Since(start)); perr != nil {
+					return errors.Join(err, perr)
+				}
+			}
+			return err
+		},
+	}
+	so.AddFlags(cmd)
+	return cmd
+}
+
+func printSync(w io.Writer, format string, res *gitsync.Result, d time.Duration) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPO\tHEAD\tREFS\tOBJECTS\tBYTES\tATTEMPTS\tSTATUS")
+	synced := 0
+	for _, r := range res.Repos {
+		status := "synced"
+		switch {
+		case r.UpToDate:
+			status = "up to date"
+		case r.Head == "":
+			status = "FAILED"
+		}
+		if r.Head != "" {
+			synced++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Path, shortHead(r.Head), r.Refs, r.Objects, r.Bytes, r.Attempts, status)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d of %d repos verified in the pod, %d bytes sent, %v\n", synced, len(res.Repos), res.Bytes(), d.Round(time.Millisecond))
+	return err
+}
+
+func shortHead(h string) string {
+	if len(h) == 40 {
+		return h[:12] + " (detached)"
+	}
+	if len(h) > 5 && h[:5] == "ref: " {
+		return h[5:]
+	}
+	return h
+}
