@@ -81,11 +81,21 @@ providers:
 
 func startLauncher(t testing.TB, minReady int) *launcherEnv {
 	t.Helper()
+	return startLauncherWith(t, func(env *testenv.Env, servers, provider string) string {
+		return launcherConfig(env, servers, provider, minReady)
+	})
+}
+
+// startLauncherWith starts a launcher with the config that makeConfig
+// returns for the ZooKeeper servers (with a chroot of the test's own) and
+// a unique provider name.
+func startLauncherWith(t testing.TB, makeConfig func(env *testenv.Env, servers, provider string) string) *launcherEnv {
+	t.Helper()
 	env := testenv.Cluster(t)
 	t.Setenv("KUBECONFIG", env.Kubeconfig)
 	le := &launcherEnv{env: env, provider: "e2e-" + randHex(3)}
 	le.servers = env.ZooKeeper + "/kubepool-e2e-" + randHex(4)
-	cfg, err := config.Parse("e2e.yaml", []byte(launcherConfig(env, le.servers, le.provider, minReady)))
+	cfg, err := config.Parse("e2e.yaml", []byte(makeConfig(env, le.servers, le.provider)))
 	if err != nil {
 		t.Fatalf("config.Parse = %v", err)
 	}
@@ -121,10 +131,11 @@ func startLauncher(t testing.TB, minReady int) *launcherEnv {
 		}
 		le.zk.Close()
 		// Whatever the test left behind goes, by our labels.
-		d := drivers[le.provider]
-		owned, _ := d.List(context.Background(), le.provider)
-		for _, o := range owned {
-			_ = d.Delete(context.Background(), o.Namespace, false)
+		for name, d := range drivers {
+			owned, _ := d.List(context.Background(), name)
+			for _, o := range owned {
+				_ = d.Delete(context.Background(), o.Namespace, false)
+			}
 		}
 	})
 	le.zuul = newZuul(t, le.servers)
@@ -375,4 +386,58 @@ func TestLauncherWarmPool(t *testing.T) {
 	// The pool is refilled while the nodes are in use.
 	le.waitReady(t, ctx, 2)
 	ret()
+}
+
+// TestLauncherAffinityAndPriority: a request that names a provider is
+// served by that provider; with quota for one node, requests are served in
+// priority order, not in the order they were written.
+func TestLauncherAffinityAndPriority(t *testing.T) {
+	le := startLauncherWith(t, func(env *testenv.Env, servers, provider string) string {
+		host, port, _ := strings.Cut(strings.SplitN(servers, "/", 2)[0], ":")
+		return fmt.Sprintf(`
+zookeeper-servers: [{host: %s, port: %s, chroot: /%s}]
+labels: [{name: ns}]
+providers:
+  - {name: %s-a, driver: kubernetes, context: kubepool-dev, max-servers: 1, pools: [{name: main, labels: [{name: ns, type: namespace}]}]}
+  - {name: %s-b, driver: kubernetes, context: kubepool-dev, max-servers: 1, pools: [{name: main, labels: [{name: ns, type: namespace}]}]}
+`, host, port, strings.SplitN(servers, "/", 2)[1], provider, provider)
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	a, b := le.provider+"-a", le.provider+"-b"
+
+	var returns []func()
+	for _, want := range []string{b, a} {
+		id := le.zuul.submit([]string{"ns"}, 100, map[string]any{"provider": want})
+		req := le.zuul.waitRequest(ctx, id)
+		if req["state"] != "fulfilled" {
+			t.Fatalf("request for provider %s = %v, want fulfilled", want, req["state"])
+		}
+		nodes, ret := le.zuul.acceptNodes(id, req)
+		returns = append(returns, ret)
+		if nodes[0]["provider"] != want {
+			t.Errorf("request preferring provider %s was served by %v", want, nodes[0]["provider"])
+		}
+	}
+	// Both providers are now full. Write a low-priority request, then a
+	// high-priority one; free one node: the high-priority one goes first.
+	low := le.zuul.submit([]string{"ns"}, 300, nil)
+	high := le.zuul.submit([]string{"ns"}, 100, nil)
+	returns[0]()
+	req := le.zuul.waitRequest(ctx, high)
+	if req["state"] != "fulfilled" {
+		t.Fatalf("high-priority request = %v, want fulfilled", req["state"])
+	}
+	if r, _, err := le.zuul.getJSON(zuulRequestRoot + "/" + low); err != nil || r["state"] != "requested" {
+		t.Errorf("low-priority request = %v (%v), want still requested while quota is full", r["state"], err)
+	}
+	_, retHigh := le.zuul.acceptNodes(high, req)
+	returns[1]()
+	req = le.zuul.waitRequest(ctx, low)
+	if req["state"] != "fulfilled" {
+		t.Fatalf("low-priority request = %v, want fulfilled once quota frees", req["state"])
+	}
+	_, retLow := le.zuul.acceptNodes(low, req)
+	retHigh()
+	retLow()
 }
