@@ -54,7 +54,14 @@ the command may or may not have finished. Flags go before NODE.`,
 				return err
 			}
 			defer c.Close()
-			return runExec(cmd, o, c, eo, args[0], args[1:])
+			argv := args[1:]
+			if argv[0] == "--" { // flags stop at NODE, so cobra keeps the "--"
+				argv = argv[1:]
+			}
+			if len(argv) == 0 {
+				return fmt.Errorf("no command: kubepool exec NODE -- COMMAND [ARG...]")
+			}
+			return runExec(cmd, o, c, eo, args[0], argv)
 		},
 	}
 	cmd.Flags().SetInterspersed(false) // the command's own flags are not ours

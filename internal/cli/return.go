@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -10,6 +12,7 @@ import (
 
 func newReturnCmd(o *rootOptions) *cobra.Command {
 	var zo zkOptions
+	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "return NODE...",
 		Short: "Give back nodes from 'kubepool request'; the launcher deletes them",
@@ -19,6 +22,9 @@ namespace, pod and record. Nodes that another requestor (Zuul) holds locked
 are left alone.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if wait < 0 {
+				return fmt.Errorf("--wait %v: want 0 or more", wait)
+			}
 			a, closeZK, err := o.admin(cmd, &zo)
 			if err != nil {
 				return err
@@ -28,9 +34,21 @@ are left alone.`,
 			for _, id := range returned {
 				fmt.Fprintf(o.Out, "%s used\n", id)
 			}
-			return err
+			if err != nil || wait == 0 {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
+			defer cancel()
+			if err := requestor.WaitDeleted(ctx, a.ZK, returned); err != nil {
+				return err
+			}
+			for _, id := range returned {
+				fmt.Fprintf(o.Out, "%s deleted\n", id)
+			}
+			return nil
 		},
 	}
 	zo.AddFlags(cmd)
+	cmd.Flags().DurationVar(&wait, "wait", 0, "wait this long for the launcher to delete the nodes (0: do not wait)")
 	return cmd
 }

@@ -346,3 +346,34 @@ func randHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// WaitDeleted waits, by watching, until the records of nodes ids are gone
+// (the launcher deleted their Kubernetes resources first) or ctx is done.
+func WaitDeleted(ctx context.Context, c *zk.Client, ids []string) error {
+	for _, id := range ids {
+		wctx, cancel := context.WithCancel(ctx)
+		changed := c.WatchNode(wctx, id)
+		for {
+			n, err := c.GetNode(ctx, id)
+			if errors.Is(err, zk.ErrNoNode) {
+				break
+			}
+			if err != nil && ctx.Err() == nil {
+				cancel()
+				return fmt.Errorf("waiting for node %s to be deleted: %w", id, err)
+			}
+			state := "unknown"
+			if n != nil {
+				state = n.State
+			}
+			select {
+			case <-changed: // closed too when the node is gone
+			case <-ctx.Done():
+				cancel()
+				return fmt.Errorf("waiting for node %s to be deleted (still %s): is the launcher of its provider running? %w", id, state, context.Cause(ctx))
+			}
+		}
+		cancel()
+	}
+	return nil
+}
