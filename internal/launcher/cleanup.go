@@ -49,7 +49,8 @@ func (l *Launcher) cleanup(ctx context.Context) error {
 	for _, c := range comps {
 		live[c.ID] = true
 	}
-	l.updateGauges(ctx, nodes)
+	reqs := l.updateGauges(ctx, nodes)
+	l.resetLostRequests(ctx, reqs)
 	now := time.Now()
 	for _, n := range nodes {
 		pw := l.poolOf(n.Provider, n.Pool)
@@ -250,17 +251,44 @@ func (l *Launcher) sweep(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (l *Launcher) updateGauges(ctx context.Context, nodes []*zk.Node) {
+// updateGauges sets the node and request gauges, and returns the requests.
+func (l *Launcher) updateGauges(ctx context.Context, nodes []*zk.Node) []*zk.Request {
 	l.metrics.Nodes.Reset()
 	for _, n := range nodes {
 		if l.poolOf(n.Provider, n.Pool) != nil {
 			l.metrics.Nodes.WithLabelValues(n.Provider, firstType(n), n.State).Inc()
 		}
 	}
-	if reqs, err := l.zk.ListRequests(ctx); err == nil {
-		l.metrics.Requests.Reset()
-		for _, r := range reqs {
-			l.metrics.Requests.WithLabelValues(r.State).Inc()
+	reqs, err := l.zk.ListRequests(ctx)
+	if err != nil {
+		return nil
+	}
+	l.metrics.Requests.Reset()
+	for _, r := range reqs {
+		l.metrics.Requests.WithLabelValues(r.State).Inc()
+	}
+	return reqs
+}
+
+// resetLostRequests puts pending requests that nobody holds back to
+// requested: the launcher that was serving them stopped or died (its lock
+// went with its session), and the nodes it was making are cleaned up as
+// orphans. A request somebody serves is locked, so the try-lock skips it.
+func (l *Launcher) resetLostRequests(ctx context.Context, reqs []*zk.Request) {
+	for _, r := range reqs {
+		if r.State != zk.RequestPending || l.isBusy(r.ID) {
+			continue
 		}
+		lock, cur, err := l.zk.TryLockRequest(ctx, r.ID)
+		if err != nil {
+			continue
+		}
+		if cur.State == zk.RequestPending {
+			cur.SetState(zk.RequestRequested)
+			if err := l.zk.UpdateRequest(ctx, cur); err == nil {
+				l.log.Info("request was pending with nobody serving it; requested again", "request", r.ID)
+			}
+		}
+		_ = lock.Release(ctx)
 	}
 }

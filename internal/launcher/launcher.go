@@ -99,6 +99,11 @@ type poolWorker struct {
 	pool     *config.Pool
 	id       string // the pool component's id: what goes in declined_by
 	driver   *kube.Driver
+
+	// pausedLock and pausedID are the request the pool is paused on
+	// (locked, pending, waiting for quota); only servePool touches them.
+	pausedLock *zk.Lock
+	pausedID   string
 }
 
 // New returns a Launcher for opts.

@@ -24,6 +24,12 @@ func (l *Launcher) servePool(ctx context.Context, pw *poolWorker) error {
 		}
 		select {
 		case <-ctx.Done():
+			if pw.pausedLock != nil {
+				// Let go of the request we waited on; another launcher (or
+				// this one, restarted) resets it to requested.
+				_ = pw.pausedLock.Release(context.WithoutCancel(ctx))
+				pw.pausedLock, pw.pausedID = nil, ""
+			}
 			return nil
 		case <-reqs:
 		case <-nodes:
@@ -39,13 +45,32 @@ type slot struct {
 	warm bool // taken from the ready pool, not launched
 }
 
-// handleRequests looks at every request in priority order once.
+// handleRequests looks at every request in priority order once. A pool
+// that is paused on a request (it did not fit the quota) first tries that
+// one again, and looks at no other until it is served.
 func (l *Launcher) handleRequests(ctx context.Context, pw *poolWorker) error {
+	var nodes []*zk.Node
+	if pw.pausedLock != nil {
+		r, err := l.zk.GetRequest(ctx, pw.pausedID)
+		switch {
+		case errors.Is(err, zk.ErrNoNode) || err == nil && r.State != zk.RequestPending:
+			// Zuul withdrew it (or someone else changed it): unpause.
+			_ = pw.pausedLock.Release(ctx)
+			pw.pausedLock, pw.pausedID = nil, ""
+		case err != nil:
+			return err
+		default:
+			paused, err := l.take(ctx, pw, pw.pausedLock, r, &nodes)
+			if err != nil || paused {
+				return err
+			}
+			pw.pausedLock, pw.pausedID = nil, ""
+		}
+	}
 	reqs, err := l.zk.ListRequests(ctx)
 	if err != nil {
 		return err
 	}
-	var nodes []*zk.Node
 	for _, r := range reqs {
 		if r.State != zk.RequestRequested || r.DeclinedByID(pw.id) || l.isBusy(r.ID) {
 			continue
@@ -75,59 +100,77 @@ func (l *Launcher) handleRequests(ctx context.Context, pw *poolWorker) error {
 			l.decline(ctx, pw, lock, r, why)
 			continue
 		}
-		// Warm nodes are picked from the last node listing (each is locked
-		// and checked again before use); only a request that needs new
-		// nodes pays for a fresh listing, to check quota.
-		known := nodes
-		if known == nil {
-			known = l.cachedNodes()
+		paused, err := l.take(ctx, pw, lock, r, &nodes)
+		if err != nil || paused {
+			return err
 		}
-		warm := l.warmCandidates(pw, r.NodeTypes, known)
-		var launch []string
-		for i, lb := range r.NodeTypes {
-			if warm[i] == nil {
-				launch = append(launch, lb)
-			}
-		}
-		if len(launch) > 0 && nodes == nil {
-			if nodes, err = l.listNodes(ctx); err != nil {
-				_ = lock.Release(ctx)
-				return err
-			}
-			warm = l.warmCandidates(pw, r.NodeTypes, nodes)
-			launch = launch[:0]
-			for i, lb := range r.NodeTypes {
-				if warm[i] == nil {
-					launch = append(launch, lb)
-				}
-			}
-		}
-		if why := l.quotaShort(pw, nodes, launch); why != "" {
-			// Nodepool pauses the pool until the request fits; so do we:
-			// requests behind it wait, and a node going away wakes us.
-			l.log.Debug("pausing for quota", "request", r.ID, "provider", pw.provider.Name, "pool", pw.pool.Name, "why", why)
-			_ = lock.Release(ctx)
-			return nil
-		}
-		if !l.claim(r.ID) {
-			_ = lock.Release(ctx)
-			continue
-		}
-		slots, err := l.assign(ctx, pw, r, warm)
-		if err != nil {
-			l.release(r.ID)
-			_ = lock.Release(ctx)
-			return fmt.Errorf("assigning nodes to request %s: %w", r.ID, err)
-		}
-		if nodes != nil {
-			for _, s := range slots {
-				nodes = append(nodes, s.node)
-			}
-		}
-		start := time.Now()
-		l.goTracked(func() { l.fulfil(ctx, pw, lock, r, slots, start) })
 	}
 	return nil
+}
+
+// take serves the locked request r from the pool: warm nodes first, new
+// nodes for the rest. If the new nodes do not fit the quota now, r is marked
+// pending and stays locked, and the pool pauses on it, as Nodepool's does;
+// take reports that. *nodes is the node listing of this pass, nil until one
+// is needed.
+func (l *Launcher) take(ctx context.Context, pw *poolWorker, lock *zk.Lock, r *zk.Request, nodes *[]*zk.Node) (paused bool, err error) {
+	// Warm nodes are picked from the last node listing (each is locked and
+	// checked again before use); only a request that needs new nodes pays
+	// for a fresh listing, to check quota.
+	known := *nodes
+	if known == nil {
+		known = l.cachedNodes()
+	}
+	warm := l.warmCandidates(pw, r.NodeTypes, known)
+	launch := missing(r.NodeTypes, warm)
+	if len(launch) > 0 && *nodes == nil {
+		if *nodes, err = l.listNodes(ctx); err != nil {
+			_ = lock.Release(ctx)
+			return false, err
+		}
+		warm = l.warmCandidates(pw, r.NodeTypes, *nodes)
+		launch = missing(r.NodeTypes, warm)
+	}
+	if why := l.quotaShort(pw, *nodes, launch); why != "" {
+		if r.State != zk.RequestPending {
+			if err := l.zk.MarkPending(ctx, r); err != nil {
+				_ = lock.Release(ctx)
+				return false, err
+			}
+			l.log.Info("pausing pool until the request fits the quota", "request", r.ID, "provider", pw.provider.Name, "pool", pw.pool.Name, "why", why)
+		}
+		pw.pausedLock, pw.pausedID = lock, r.ID
+		return true, nil
+	}
+	if !l.claim(r.ID) {
+		_ = lock.Release(ctx)
+		return false, nil
+	}
+	slots, err := l.assign(ctx, pw, r, warm)
+	if err != nil {
+		l.release(r.ID)
+		_ = lock.Release(ctx)
+		return false, fmt.Errorf("assigning nodes to request %s: %w", r.ID, err)
+	}
+	if *nodes != nil {
+		for _, s := range slots {
+			*nodes = append(*nodes, s.node)
+		}
+	}
+	start := time.Now()
+	l.goTracked(func() { l.fulfil(ctx, pw, lock, r, slots, start) })
+	return false, nil
+}
+
+// missing returns the labels that have no warm node.
+func missing(labels []string, warm []*zk.Node) []string {
+	var out []string
+	for i, lb := range labels {
+		if warm[i] == nil {
+			out = append(out, lb)
+		}
+	}
+	return out
 }
 
 // cannotServe says why the pool can never serve labels, or "".
@@ -215,7 +258,7 @@ func (l *Launcher) assign(ctx context.Context, pw *poolWorker, r *zk.Request, wa
 	// does; one served from the ready pool alone is fulfilled straight
 	// away (we hold its lock throughout), which saves Zuul a write's wait.
 	for _, w := range warm {
-		if w == nil {
+		if w == nil && r.State != zk.RequestPending {
 			if err := l.zk.MarkPending(ctx, r); err != nil {
 				return nil, err
 			}

@@ -83,13 +83,14 @@ func startLauncher(t testing.TB, minReady int) *launcherEnv {
 	t.Helper()
 	return startLauncherWith(t, func(env *testenv.Env, servers, provider string) string {
 		return launcherConfig(env, servers, provider, minReady)
-	})
+	}, nil)
 }
 
 // startLauncherWith starts a launcher with the config that makeConfig
 // returns for the ZooKeeper servers (with a chroot of the test's own) and
-// a unique provider name.
-func startLauncherWith(t testing.TB, makeConfig func(env *testenv.Env, servers, provider string) string) *launcherEnv {
+// a unique provider name. beforeRun, if set, is called with the Zuul
+// stand-in and the provider name before the launcher starts.
+func startLauncherWith(t testing.TB, makeConfig func(env *testenv.Env, servers, provider string) string, beforeRun func(z *zuul, provider string)) *launcherEnv {
 	t.Helper()
 	env := testenv.Cluster(t)
 	t.Setenv("KUBECONFIG", env.Kubeconfig)
@@ -122,6 +123,10 @@ func startLauncherWith(t testing.TB, makeConfig func(env *testenv.Env, servers, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	le.zuul = newZuul(t, le.servers)
+	if beforeRun != nil {
+		beforeRun(le.zuul, le.provider)
+	}
 	done := make(chan error, 1)
 	go func() { done <- le.l.Run(ctx) }()
 	t.Cleanup(func() {
@@ -138,7 +143,6 @@ func startLauncherWith(t testing.TB, makeConfig func(env *testenv.Env, servers, 
 			}
 		}
 	})
-	le.zuul = newZuul(t, le.servers)
 	return le
 }
 
@@ -388,10 +392,12 @@ func TestLauncherWarmPool(t *testing.T) {
 	ret()
 }
 
-// TestLauncherAffinityAndPriority: a request that names a provider is
-// served by that provider; with quota for one node, requests are served in
-// priority order, not in the order they were written.
+// TestLauncherAffinityAndPriority: requests that wait together are served
+// in priority order; a request that names a provider is served by it; one
+// that does not fit the quota stays pending (the pool pauses on it) until a
+// node goes away.
 func TestLauncherAffinityAndPriority(t *testing.T) {
+	var low, high string
 	le := startLauncherWith(t, func(env *testenv.Env, servers, provider string) string {
 		host, port, _ := strings.Cut(strings.SplitN(servers, "/", 2)[0], ":")
 		return fmt.Sprintf(`
@@ -401,43 +407,62 @@ providers:
   - {name: %s-a, driver: kubernetes, context: kubepool-dev, max-servers: 1, pools: [{name: main, labels: [{name: ns, type: namespace}]}]}
   - {name: %s-b, driver: kubernetes, context: kubepool-dev, max-servers: 1, pools: [{name: main, labels: [{name: ns, type: namespace}]}]}
 `, host, port, strings.SplitN(servers, "/", 2)[1], provider, provider)
+	}, func(z *zuul, provider string) {
+		// Written before the launcher starts, low priority first, both
+		// preferring provider a, which has room for one node.
+		low = z.submit([]string{"ns"}, 300, map[string]any{"provider": provider + "-a"})
+		high = z.submit([]string{"ns"}, 100, map[string]any{"provider": provider + "-a"})
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	a, b := le.provider+"-a", le.provider+"-b"
 
-	var returns []func()
-	for _, want := range []string{b, a} {
-		id := le.zuul.submit([]string{"ns"}, 100, map[string]any{"provider": want})
-		req := le.zuul.waitRequest(ctx, id)
-		if req["state"] != "fulfilled" {
-			t.Fatalf("request for provider %s = %v, want fulfilled", want, req["state"])
-		}
-		nodes, ret := le.zuul.acceptNodes(id, req)
-		returns = append(returns, ret)
-		if nodes[0]["provider"] != want {
-			t.Errorf("request preferring provider %s was served by %v", want, nodes[0]["provider"])
-		}
-	}
-	// Both providers are now full. Write a low-priority request, then a
-	// high-priority one; free one node: the high-priority one goes first.
-	low := le.zuul.submit([]string{"ns"}, 300, nil)
-	high := le.zuul.submit([]string{"ns"}, 100, nil)
-	returns[0]()
 	req := le.zuul.waitRequest(ctx, high)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("high-priority request = %v, want fulfilled", req["state"])
 	}
-	if r, _, err := le.zuul.getJSON(zuulRequestRoot + "/" + low); err != nil || r["state"] != "requested" {
-		t.Errorf("low-priority request = %v (%v), want still requested while quota is full", r["state"], err)
+	nodes, retHigh := le.zuul.acceptNodes(high, req)
+	if nodes[0]["provider"] != a {
+		t.Errorf("request preferring %s was served by %v", a, nodes[0]["provider"])
 	}
-	_, retHigh := le.zuul.acceptNodes(high, req)
-	returns[1]()
+	// a is full: the low-priority request waits for it, pending.
+	for {
+		r, _, err := le.zuul.getJSON(zuulRequestRoot + "/" + low)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r["state"] == "pending" {
+			break
+		}
+		if r["state"] != "requested" {
+			t.Fatalf("low-priority request while %s is full = %v, want pending", a, r["state"])
+		}
+		select {
+		case <-le.zk.WatchRequests(ctx):
+		case <-ctx.Done():
+			t.Fatalf("low-priority request never became pending")
+		}
+	}
+	// A request preferring b is served by b meanwhile.
+	other := le.zuul.submit([]string{"ns"}, 100, map[string]any{"provider": b})
+	req = le.zuul.waitRequest(ctx, other)
+	if req["state"] != "fulfilled" {
+		t.Fatalf("request preferring %s = %v, want fulfilled", b, req["state"])
+	}
+	nodes, retOther := le.zuul.acceptNodes(other, req)
+	defer retOther()
+	if nodes[0]["provider"] != b {
+		t.Errorf("request preferring %s was served by %v", b, nodes[0]["provider"])
+	}
+	// Returning a's node lets the waiting request through, on a.
+	retHigh()
 	req = le.zuul.waitRequest(ctx, low)
 	if req["state"] != "fulfilled" {
-		t.Fatalf("low-priority request = %v, want fulfilled once quota frees", req["state"])
+		t.Fatalf("low-priority request = %v, want fulfilled once %s has room", req["state"], a)
 	}
-	_, retLow := le.zuul.acceptNodes(low, req)
-	retHigh()
-	retLow()
+	nodes, retLow := le.zuul.acceptNodes(low, req)
+	defer retLow()
+	if nodes[0]["provider"] != a {
+		t.Errorf("waiting request was served by %v, want %s", nodes[0]["provider"], a)
+	}
 }
