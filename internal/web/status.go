@@ -10,6 +10,7 @@ import (
 )
 
 var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
+	"age": func(row map[string]any) string { return humanAge(row["age"]) },
 	"field": func(row map[string]any, key string) string {
 		v, ok := row[key]
 		if !ok || v == nil {
@@ -65,14 +66,43 @@ th{background:#eef2f5;font-weight:600}
 {{else}}<tr><td colspan="4" class="empty">no labels</td></tr>{{end}}</table>
 <h2 id="nodes">Nodes <span class="sub counts">{{range $s, $n := .NodeCounts}}<span>{{$s}}: {{$n}}</span>{{end}}</span></h2>
 <table><tr><th>id</th><th>label</th><th>state</th><th>age</th><th>provider</th><th>namespace</th><th>pod</th><th>allocated to</th><th>locked</th><th>comment</th></tr>
-{{range .Nodes}}<tr><td>{{field . "id"}}</td><td>{{field . "label"}}</td><td><span class="state {{field . "state"}}">{{field . "state"}}</span></td><td>{{field . "age"}}</td><td>{{field . "provider"}}</td><td>{{field . "external_id"}}</td><td>{{field . "interface_ip"}}</td><td>{{field . "allocated_to"}}</td><td>{{field . "locked"}}</td><td>{{field . "comment"}}</td></tr>
+{{range .Nodes}}<tr><td>{{field . "id"}}</td><td>{{field . "label"}}</td><td><span class="state {{field . "state"}}">{{field . "state"}}</span></td><td title="{{field . "age"}} s">{{age .}}</td><td>{{field . "provider"}}</td><td>{{field . "external_id"}}</td><td>{{field . "interface_ip"}}</td><td>{{field . "allocated_to"}}</td><td>{{field . "locked"}}</td><td>{{field . "comment"}}</td></tr>
 {{else}}<tr><td colspan="10" class="empty">no nodes</td></tr>{{end}}</table>
 <h2 id="requests">Requests</h2>
 <table><tr><th>id</th><th>state</th><th>labels</th><th>nodes</th><th>requestor</th><th>declined by</th><th>age</th></tr>
-{{range .Requests}}<tr><td>{{field . "id"}}</td><td><span class="state {{field . "state"}}">{{field . "state"}}</span></td><td>{{field . "node_types"}}</td><td>{{field . "nodes"}}</td><td>{{field . "requestor"}}</td><td>{{field . "declined_by"}}</td><td>{{field . "age"}}</td></tr>
+{{range .Requests}}<tr><td>{{field . "id"}}</td><td><span class="state {{field . "state"}}">{{field . "state"}}</span></td><td>{{field . "node_types"}}</td><td>{{field . "nodes"}}</td><td>{{field . "requestor"}}</td><td>{{field . "declined_by"}}</td><td title="{{field . "age"}} s">{{age .}}</td></tr>
 {{else}}<tr><td colspan="7" class="empty">no requests</td></tr>{{end}}</table>
 </body></html>
 `))
+
+// humanAge shows an age in seconds (Nodepool webapp's unit) the way people
+// read it: 45s, 3m05s, 2h10m, 3d4h.
+func humanAge(v any) string {
+	var sec float64
+	switch x := v.(type) {
+	case int:
+		sec = float64(x)
+	case int64:
+		sec = float64(x)
+	case float64:
+		sec = x
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(v)
+	}
+	d := time.Duration(sec) * time.Second
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+	}
+}
 
 func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
