@@ -1,0 +1,199 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubepool/kubepool/internal/kube"
+	"github.com/kubepool/kubepool/internal/testenv"
+	"github.com/kubepool/kubepool/internal/zk"
+)
+
+// buildKubepool builds the kubepool command into a temporary directory.
+func buildKubepool(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kubepool")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/kubepool/kubepool/cmd/kubepool")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building kubepool: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// launcherProcess is `kubepool launcher` running as a process of its own.
+type launcherProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it has exited
+	err  error         // its exit, once done is closed
+}
+
+func startLauncherProcess(t *testing.T, bin, cfg, kubeconfig, name string) *launcherProcess {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "launcher", "-c", cfg, "--listen", "", "--hostname", name, "--cleanup-interval", "2s", "--log-format", "json")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &launcherProcess{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("%s log:\n%s", name, tailString(string(b), 40))
+		}
+	})
+	return p
+}
+
+func tailString(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestLauncherProcesses runs two launcher processes on one ZooKeeper and
+// cluster, SIGKILLs one in the middle of ten launches and starts it again:
+// every request is fulfilled exactly once, with nodes of its own; once the
+// nodes are returned no namespace is left; SIGTERM stops both cleanly.
+func TestLauncherProcesses(t *testing.T) {
+	env := testenv.Cluster(t)
+	bin := buildKubepool(t)
+	provider := "e2e-" + randHex(3)
+	servers := env.ZooKeeper + "/kubepool-e2e-" + randHex(4)
+	cfg := filepath.Join(t.TempDir(), "nodepool.yaml")
+	text := launcherConfig(env, servers, provider, 0) + "zookeeper-timeout: 4\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	zkc, err := zk.Connect(ctx, servers, zk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zkc.Close()
+	z := newZuul(t, servers)
+	t.Cleanup(func() {
+		d, err := kube.NewDriver(env.RESTConfig)
+		if err != nil {
+			return
+		}
+		owned, _ := d.List(context.Background(), provider)
+		for _, o := range owned {
+			_ = d.Delete(context.Background(), o.Namespace, false)
+		}
+	})
+
+	a := startLauncherProcess(t, bin, cfg, env.Kubeconfig, "launcher-a")
+	b := startLauncherProcess(t, bin, cfg, env.Kubeconfig, "launcher-b")
+
+	var ids []string
+	for range 10 {
+		ids = append(ids, z.submit([]string{"pod"}, 100, nil))
+	}
+	// Kill a while it is building nodes.
+	for {
+		nodes, err := zkc.ListNodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		building := 0
+		for _, n := range nodes {
+			if n.State == zk.NodeBuilding && strings.HasPrefix(n.Launcher, "launcher-a") {
+				building++
+			}
+		}
+		if building > 0 {
+			break
+		}
+		select {
+		case <-zkc.WatchNodes(ctx):
+		case <-ctx.Done():
+			t.Fatal("launcher-a never built a node")
+		}
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	a2 := startLauncherProcess(t, bin, cfg, env.Kubeconfig, "launcher-a")
+
+	seen := map[string]string{} // node id → request id
+	var returns []func()
+	for _, id := range ids {
+		req := z.waitRequest(ctx, id)
+		if req["state"] != "fulfilled" {
+			t.Fatalf("request %s = %v, want fulfilled", id, req["state"])
+		}
+		nodes, ret := z.acceptNodes(id, req)
+		returns = append(returns, ret)
+		for i, n := range req["nodes"].([]any) {
+			if prev, dup := seen[n.(string)]; dup {
+				t.Errorf("node %s given to requests %s and %s", n, prev, id)
+			}
+			seen[n.(string)] = id
+			if nodes[i]["allocated_to"] != id {
+				t.Errorf("node %s allocated to %v, want %s", n, nodes[i]["allocated_to"], id)
+			}
+		}
+	}
+	for _, ret := range returns {
+		ret()
+	}
+	// Everything goes: nodes (incl. those launcher-a was building when it
+	// died) and namespaces.
+	sel := kube.ProviderSelector(provider).String()
+	for {
+		nodes, err := zkc.ListNodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nsl, err := env.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(nodes) == 0 && len(nsl.Items) == 0 {
+			break
+		}
+		select {
+		case <-zkc.WatchNodes(ctx):
+		case <-time.After(time.Second): // namespaces finish deleting without a node event
+		case <-ctx.Done():
+			t.Fatalf("%d nodes and %d namespaces left", len(nodes), len(nsl.Items))
+		}
+	}
+	for _, p := range []*launcherProcess{b, a2} {
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.done:
+			if p.err != nil {
+				t.Errorf("launcher after SIGTERM: %v, want a clean exit", p.err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("launcher still running 30s after SIGTERM")
+		}
+	}
+}
