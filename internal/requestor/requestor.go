@@ -66,8 +66,12 @@ type FailedError struct {
 }
 
 func (e *FailedError) Error() string {
-	return fmt.Sprintf("request %s for %s failed (declined by %s): no launcher could make the nodes; their logs say why (an image that cannot be pulled, quota, a label they do not serve)",
-		e.Request, strings.Join(e.Labels, ", "), strings.Join(e.DeclinedBy, ", "))
+	declined := ""
+	if len(e.DeclinedBy) > 0 {
+		declined = " (declined by " + strings.Join(e.DeclinedBy, ", ") + ")"
+	}
+	return fmt.Sprintf("request %s for %s failed%s: no launcher could make the nodes; their logs say why (an image that cannot be pulled, quota, a label they do not serve)",
+		e.Request, strings.Join(e.Labels, ", "), declined)
 }
 
 // Spec is what to request.
