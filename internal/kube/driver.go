@@ -6,11 +6,13 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -46,6 +48,12 @@ type Driver struct {
 
 // NewDriver returns a Driver for the cluster cfg points at.
 func NewDriver(cfg *rest.Config) (*Driver, error) {
+	if cfg.QPS == 0 {
+		// client-go's default (5/s, bursts of 10) would make the launcher,
+		// not the API server, the limit: a node is about eight calls.
+		cfg = rest.CopyConfig(cfg)
+		cfg.QPS, cfg.Burst = 100, 200
+	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating Kubernetes client for %s: %w", cfg.Host, err)
@@ -88,8 +96,11 @@ type Connection struct {
 }
 
 // Create makes r and waits until it is usable: for pods, until the pod is
-// Ready (see WaitForPod). On error, what was created is left for the caller
-// to Delete (it carries r.Owner's labels, so the leak sweep finds it too).
+// Ready (see WaitForPod). Independent steps run side by side: the service
+// account, role and role binding once the namespace exists; for pods, the
+// token (bound to the pod's UID from its creation) while the pod starts. On
+// error, what was created is left for the caller to Delete (it carries
+// r.Owner's labels, so the leak sweep finds it too).
 func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: r.Namespace, Labels: r.Owner.Labels()}
@@ -99,48 +110,73 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	if _, err := d.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: nsMeta}, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("creating namespace %q: %w", r.Namespace, err)
 	}
-	sa := &corev1.ServiceAccount{ObjectMeta: meta(ServiceAccountName), AutomountServiceAccountToken: ptr(false)}
-	if _, err := d.Client.CoreV1().ServiceAccounts(r.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("creating service account %s/%s: %w", r.Namespace, ServiceAccountName, err)
-	}
-	role := &rbacv1.Role{ObjectMeta: meta(ServiceAccountName), Rules: RoleRules(r.Kind)}
-	if _, err := d.Client.RbacV1().Roles(r.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("creating role %s/%s: %w", r.Namespace, role.Name, err)
-	}
-	rb := &rbacv1.RoleBinding{
-		ObjectMeta: meta(ServiceAccountName),
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: ServiceAccountName, Namespace: r.Namespace}},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-	}
-	if _, err := d.Client.RbacV1().RoleBindings(r.Namespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("creating role binding %s/%s: %w", r.Namespace, rb.Name, err)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		sa := &corev1.ServiceAccount{ObjectMeta: meta(ServiceAccountName), AutomountServiceAccountToken: ptr(false)}
+		if _, err := d.Client.CoreV1().ServiceAccounts(r.Namespace).Create(gctx, sa, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating service account %s/%s: %w", r.Namespace, ServiceAccountName, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		role := &rbacv1.Role{ObjectMeta: meta(ServiceAccountName), Rules: RoleRules(r.Kind)}
+		if _, err := d.Client.RbacV1().Roles(r.Namespace).Create(gctx, role, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating role %s/%s: %w", r.Namespace, role.Name, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		// A binding may name a role that does not exist yet.
+		rb := &rbacv1.RoleBinding{
+			ObjectMeta: meta(ServiceAccountName),
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: ServiceAccountName, Namespace: r.Namespace}},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ServiceAccountName},
+		}
+		if _, err := d.Client.RbacV1().RoleBindings(r.Namespace).Create(gctx, rb, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating role binding %s/%s: %w", r.Namespace, rb.Name, err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	conn := &Connection{Host: d.Host, CAData: d.CAData, SkipTLS: d.SkipTLS, Namespace: r.Namespace, User: ServiceAccountName}
-	if r.Kind == KindPod {
-		pm := meta(r.PodName)
-		for k, v := range r.PodLabels {
-			if _, ours := pm.Labels[k]; !ours {
-				pm.Labels[k] = v
-			}
-		}
-		pm.Annotations = r.Annotations
-		spec := r.Pod
-		spec.RestartPolicy = corev1.RestartPolicyNever
-		// The pod runs as the node's service account, so that the node's
-		// token can be bound to the pod (deleting the pod revokes it), but
-		// does not mount a token itself: the token is for the job.
-		spec.ServiceAccountName = ServiceAccountName
-		spec.AutomountServiceAccountToken = ptr(false)
-		if _, err := d.Client.CoreV1().Pods(r.Namespace).Create(ctx, &corev1.Pod{ObjectMeta: pm, Spec: spec}, metav1.CreateOptions{}); err != nil {
-			return nil, fmt.Errorf("creating pod %s/%s: %w", r.Namespace, r.PodName, err)
-		}
-		p, err := WaitForPodObserved(ctx, d.Client, r.Namespace, r.PodName, r.Observe)
-		if err != nil {
+	if r.Kind != KindPod {
+		if err := d.RefreshToken(ctx, conn); err != nil {
 			return nil, err
 		}
-		conn.Pod, conn.Node = p.Name, p.Spec.NodeName
+		return conn, nil
 	}
-	if err := d.RefreshToken(ctx, conn); err != nil {
+	pm := meta(r.PodName)
+	for k, v := range r.PodLabels {
+		if _, ours := pm.Labels[k]; !ours {
+			pm.Labels[k] = v
+		}
+	}
+	pm.Annotations = r.Annotations
+	spec := r.Pod
+	spec.RestartPolicy = corev1.RestartPolicyNever
+	// The pod runs as the node's service account, so that the node's token
+	// can be bound to the pod (deleting the pod revokes it), but does not
+	// mount a token itself: the token is for the job.
+	spec.ServiceAccountName = ServiceAccountName
+	spec.AutomountServiceAccountToken = ptr(false)
+	created, err := d.Client.CoreV1().Pods(r.Namespace).Create(ctx, &corev1.Pod{ObjectMeta: pm, Spec: spec}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("creating pod %s/%s: %w", r.Namespace, r.PodName, err)
+	}
+	conn.Pod = created.Name
+	g, gctx = errgroup.WithContext(ctx)
+	g.Go(func() error { return d.requestToken(gctx, conn, created.UID) })
+	g.Go(func() error {
+		p, err := WaitForPodObserved(gctx, d.Client, r.Namespace, r.PodName, r.Observe)
+		if err != nil {
+			return err
+		}
+		conn.Node = p.Spec.NodeName
+		return nil
+	})
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return conn, nil
@@ -150,17 +186,27 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 // API, valid for d.TokenExpiration. Pod nodes' tokens are bound to the pod:
 // deleting the pod revokes them.
 func (d *Driver) RefreshToken(ctx context.Context, conn *Connection) error {
+	var uid types.UID
+	if conn.Pod != "" {
+		p, err := d.Client.CoreV1().Pods(conn.Namespace).Get(ctx, conn.Pod, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("getting pod %s/%s to bind its token: %w", conn.Namespace, conn.Pod, err)
+		}
+		uid = p.UID
+	}
+	return d.requestToken(ctx, conn, uid)
+}
+
+// requestToken sets conn's token from the TokenRequest API, bound to the pod
+// conn.Pod with the given UID when there is one.
+func (d *Driver) requestToken(ctx context.Context, conn *Connection, podUID types.UID) error {
 	exp := d.TokenExpiration
 	if exp <= 0 {
 		exp = DefaultTokenExpiration
 	}
 	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(exp / time.Second))}}
 	if conn.Pod != "" {
-		p, err := d.Client.CoreV1().Pods(conn.Namespace).Get(ctx, conn.Pod, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("getting pod %s/%s to bind its token: %w", conn.Namespace, conn.Pod, err)
-		}
-		tr.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID}
+		tr.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: conn.Pod, UID: podUID}
 	}
 	got, err := d.Client.CoreV1().ServiceAccounts(conn.Namespace).CreateToken(ctx, conn.User, tr, metav1.CreateOptions{})
 	if err != nil {
