@@ -39,11 +39,13 @@ echo end
 `
 
 // applyScript brings one repo, $2 under the destination root $1, to a new
-// state. stdin is: the number of objects in the pack, HEAD ("ref: <name>" or
-// an object id), git update-ref --stdin commands, an empty line, then the
-// pack (when it has objects). Refs move in one transaction, only after the
-// pack is indexed; the digest $3 is written only after the checkout. It
-// ends by printing the repo's state as the probe does.
+// state. stdin is: how objects follow ("0": none, "pack": a pack stream
+// for git index-pack, "tar": a tar of pack and index files for
+// .git/objects/pack), HEAD ("ref: <name>" or an object id), git update-ref
+// --stdin commands, an empty line, then the objects. Refs move in one
+// transaction, only after the objects are in place; the digest $3 is
+// written only after the checkout. It ends by printing the repo's state as
+// the probe does.
 const applyScript = `set -eu
 command -v git >/dev/null 2>&1 || { echo "kubepool-gitsync: git: command not found in this container" >&2; exit 127; }
 root=${1:-${HOME:-/}}
@@ -51,11 +53,21 @@ g="git ` + gitOpts + `"
 mkdir -p "$root/$2"
 cd "$root/$2"
 [ -f .git/HEAD ] || $g init -q
-IFS= read -r n
+IFS= read -r mode
 IFS= read -r head
 while IFS= read -r l && [ -n "$l" ]; do printf '%s\n' "$l"; done >.git/kubepool-refs
 rm -f .git/kubepool-synced
-if [ "$n" -gt 0 ]; then $g index-pack --stdin --fix-thin >/dev/null; fi
+case $mode in
+pack) $g index-pack --stdin --fix-thin >/dev/null ;;
+tar\ *)
+	t=.git/objects/pack/kubepool-incoming
+	rm -rf "$t"
+	mkdir "$t"
+	tar -x -o -f - -C "$t"
+	for f in ${mode#tar }; do [ -f "$t/$f" ] || { echo "kubepool-gitsync: $f: missing from the stream" >&2; exit 3; }; done
+	for f in ${mode#tar }; do mv -f "$t/$f" .git/objects/pack/; done
+	rm -rf "$t" ;;
+esac
 $g update-ref --no-deref --stdin <.git/kubepool-refs
 case $head in
 "ref: "*) $g symbolic-ref HEAD "${head#ref: }" ;;

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -380,16 +381,32 @@ func (s *Syncer) push(ctx context.Context, r Repo, want, have state, digest stri
 	var sent atomic.Int64
 	var packCmd *exec.Cmd
 	var packStderr bytes.Buffer
-	var pr *os.File
+	mode := "0"
+	if newTips && len(known) == 0 {
+		// A first push: send the repo's packs and their indexes as files.
+		tmp, err := os.MkdirTemp("", "kubepool-gitsync-")
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		defer os.RemoveAll(tmp)
+		files, n, ok, err := packFiles(ctx, r.Dir, tmp, strings.Fields(revs.String()))
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		if ok {
+			newTips, objects, mode = false, n, "tar"
+			for _, f := range files {
+				mode += " " + filepath.Base(f)
+			}
+			pr, pw := io.Pipe()
+			defer pr.Close()
+			go writePackTar(pw, files)
+			pack = &countingReader{r: pr, n: &sent}
+		}
+	}
 	if newTips {
 		args := []string{"pack-objects", "--revs", "--stdout", "--thin", "--delta-base-offset", "-q"}
-		if len(known) == 0 {
-			// A first push: send objects as this repo stores them,
-			// reusing its deltas, without searching for new ones.
-			args = append(args, "--window=0")
-		}
-		var pw *os.File
-		pr, pw, err = os.Pipe()
+		pr, pw, err := os.Pipe()
 		if err != nil {
 			return nil, 0, 0, err
 		}
@@ -409,13 +426,14 @@ func (s *Syncer) push(ctx context.Context, r Repo, want, have state, digest stri
 		}
 		objects = int64(binary.BigEndian.Uint32(hdr[8:12]))
 		if objects > 0 {
+			mode = "pack"
 			sent.Store(int64(len(hdr)))
 			pack = io.MultiReader(bytes.NewReader(hdr[:]), &countingReader{r: pr, n: &sent})
 		} else {
 			io.Copy(io.Discard, pr)
 		}
 	}
-	header := fmt.Sprintf("%d\n%s\n%s\n", objects, want.Head, updates.String())
+	header := fmt.Sprintf("%s\n%s\n%s\n", mode, want.Head, updates.String())
 	var stdout bytes.Buffer
 	cmd := []string{"sh", "-c", applyScript, "kubepool-gitsync", s.Dest, r.Path, digest}
 	runErr := s.Exec.Run(ctx, s.Target, cmd, podexec.Options{

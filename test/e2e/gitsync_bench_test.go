@@ -163,7 +163,7 @@ func kubectlPath(b *testing.B) string {
 //	          ext::kubectl exec -i, 10 in parallel, then checkout in the pod
 //	          (zuul-jobs' mirror-workspace-git-repos)
 //	cp:       kubectl cp of the workspace, working trees and .git
-//	raw:      the packs kubepool sends, streamed through one exec into
+//	raw:      the pack files kubepool sends, streamed through one exec into
 //	          cat >/dev/null: the exec channel's limit
 //	kubepool: gitsync.Syncer, ending with every repo verified
 //
@@ -183,18 +183,26 @@ func BenchmarkGitSync(b *testing.B) {
 	ex := newExecutor(b, env, false)
 	ctx := context.Background()
 
-	// The packs a first sync sends, in memory, for the raw baseline.
+	// What a first sync sends (each repo's pack and index files), in
+	// memory, for the raw baseline.
 	var packs [][]byte
 	var packBytes, treeBytes int64
 	for _, r := range repos {
-		cmd := exec.Command("sh", "-c", "git for-each-ref --format='%(objectname)' | git pack-objects --revs --stdout --thin --delta-base-offset --window=0 -q")
-		cmd.Dir = r.Dir
-		p, err := cmd.Output()
+		files, err := filepath.Glob(filepath.Join(r.Dir, ".git/objects/pack/pack-*"))
 		if err != nil {
-			b.Fatalf("packing %s: %v", r.Dir, err)
+			b.Fatal(err)
 		}
-		packs = append(packs, p)
-		packBytes += int64(len(p))
+		for _, f := range files {
+			if !strings.HasSuffix(f, ".pack") && !strings.HasSuffix(f, ".idx") {
+				continue
+			}
+			p, err := os.ReadFile(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			packs = append(packs, p)
+			packBytes += int64(len(p))
+		}
 		filepath.WalkDir(r.Dir, func(p string, d os.DirEntry, err error) error {
 			if d.IsDir() && d.Name() == ".git" {
 				return filepath.SkipDir
