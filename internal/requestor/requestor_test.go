@@ -1,0 +1,221 @@
+package requestor_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubepool/kubepool/internal/nodeadmin"
+	"github.com/kubepool/kubepool/internal/requestor"
+	"github.com/kubepool/kubepool/internal/testenv"
+	"github.com/kubepool/kubepool/internal/zk"
+)
+
+func connect(t *testing.T, servers string) *zk.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	c, err := zk.Connect(ctx, servers, zk.Options{})
+	if err != nil {
+		t.Fatalf("zk.Connect(%s) = %v", servers, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// standIn is a launcher in miniature, on its own ZooKeeper session: it
+// serves "pod" (a ready node allocated to the request), fails "broken",
+// allocates "stolen" to another request, leaves "slow" waiting, and
+// deletes used nodes. It records the requests it saw.
+type standIn struct {
+	mu   sync.Mutex
+	seen map[string]*zk.Request
+}
+
+func startStandIn(t *testing.T, servers string) *standIn {
+	t.Helper()
+	c := connect(t, servers)
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := c.Register(ctx, zk.Component{Kind: zk.KindPool, Hostname: "stand-in", ID: "stand-in-pool", Name: "main", ProviderName: "dev",
+		SupportedLabels: []string{"pod", "broken", "stolen", "slow"}}); err != nil {
+		t.Fatal(err)
+	}
+	s := &standIn{seen: map[string]*zk.Request{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		reqs, nodes := c.WatchRequests(ctx), c.WatchNodes(ctx)
+		for {
+			s.serve(ctx, t, c)
+			select {
+			case <-reqs:
+			case <-nodes:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+func (s *standIn) serve(ctx context.Context, t *testing.T, c *zk.Client) {
+	rs, _ := c.ListRequests(ctx)
+	for _, r := range rs {
+		if r.State != zk.RequestRequested {
+			continue
+		}
+		lock, r, err := c.TryLockRequest(ctx, r.ID)
+		if err != nil {
+			continue
+		}
+		s.mu.Lock()
+		s.seen[r.ID] = r
+		s.mu.Unlock()
+		var ids []string
+		fail := false
+		for _, label := range r.NodeTypes {
+			if label == "broken" {
+				fail = true
+			}
+			if label == "broken" || label == "slow" {
+				continue
+			}
+			n := &zk.Node{Provider: "dev", Pool: "main", Type: []string{label}, AllocatedTo: r.ID, ConnectionType: zk.ConnectionKubectl, ExternalID: "ns", InterfaceIP: "pod"}
+			if label == "stolen" {
+				n.AllocatedTo = "100-0000009999"
+			}
+			n.SetState(zk.NodeReady)
+			if err := c.CreateNode(ctx, n); err != nil {
+				t.Errorf("stand-in: %v", err)
+			}
+			ids = append(ids, n.ID)
+		}
+		switch {
+		case containsLabel(r, "slow"):
+			_ = c.MarkPending(ctx, r)
+		case fail:
+			_ = c.Fail(ctx, r)
+		default:
+			_ = c.Fulfil(ctx, r, ids)
+		}
+		_ = lock.Release(ctx)
+	}
+	ns, _ := c.ListNodes(ctx)
+	for _, n := range ns {
+		if n.State == zk.NodeUsed && !n.Locked {
+			if l, n, err := c.TryLockNode(ctx, n.ID); err == nil {
+				_ = c.DeleteNode(ctx, n)
+				_ = l.Release(ctx)
+			}
+		}
+	}
+}
+
+func containsLabel(r *zk.Request, l string) bool {
+	for _, x := range r.NodeTypes {
+		if x == l {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *standIn) request(id string) *zk.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen[id]
+}
+
+func TestRequestAndReturn(t *testing.T) {
+	servers := testenv.ZooKeeper(t)
+	c := connect(t, servers)
+	s := startStandIn(t, servers)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+
+	var submitted string
+	res, err := requestor.Request(ctx, c, requestor.Spec{
+		Labels: []string{"pod", "pod"}, Provider: "dev", BuildSet: "bs-1", Priority: requestor.PriorityHigh,
+		Requestor: "tester", OnSubmit: func(id string) { submitted = id },
+	})
+	if err != nil {
+		t.Fatalf("Request = %v", err)
+	}
+	if submitted != res.Request || !strings.HasPrefix(res.Request, "100-") || res.BuildSet != "bs-1" || len(res.Nodes) != 2 {
+		t.Fatalf("Request = %+v (submitted %s), want request 100-..., build set bs-1, 2 nodes", res, submitted)
+	}
+	r := s.request(res.Request)
+	if r.Requestor != "tester" || r.Provider != "dev" || r.RequestorData["build_set_uuid"] != "bs-1" || r.RequestorData["job_name"] != "kubepool-request" {
+		t.Errorf("request as the launcher saw it = requestor %q provider %q data %v", r.Requestor, r.Provider, r.RequestorData)
+	}
+	if _, err := c.GetRequest(ctx, res.Request); !errors.Is(err, zk.ErrNoNode) {
+		t.Errorf("request after acceptance: GetRequest = %v, want ErrNoNode (Zuul deletes it)", err)
+	}
+	var ids []string
+	for _, n := range res.Nodes {
+		cur, err := c.GetNode(ctx, n.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cur.State != zk.NodeInUse || cur.Locked {
+			t.Errorf("node %s = %s, locked %v; want in-use, unlocked", n.ID, cur.State, cur.Locked)
+		}
+		ids = append(ids, n.ID)
+	}
+
+	a := &nodeadmin.Admin{ZK: c}
+	returned, err := requestor.Return(ctx, a, append(ids, "0000099999"))
+	if len(returned) != 2 || !errors.Is(err, zk.ErrNoNode) {
+		t.Errorf("Return(2 nodes and an unknown one) = %v, %v; want the 2 returned and ErrNoNode", returned, err)
+	}
+	if err := requestor.WaitDeleted(ctx, c, ids); err != nil {
+		t.Fatalf("WaitDeleted = %v", err)
+	}
+}
+
+func TestRequestFailures(t *testing.T) {
+	servers := testenv.ZooKeeper(t)
+	c := connect(t, servers)
+	startStandIn(t, servers)
+	ctx := t.Context()
+
+	requests := func() []*zk.Request {
+		t.Helper()
+		rs, err := c.ListRequests(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+
+	_, err := requestor.Request(ctx, c, requestor.Spec{Labels: []string{"pod", "gpu"}})
+	if ue, ok := errors.AsType[*requestor.UnservedError](err); !ok || !errors.Is(err, requestor.ErrNoLauncher) || len(ue.Labels) != 1 || ue.Labels[0] != "gpu" {
+		t.Errorf("Request(gpu) = %v, want *UnservedError for gpu", err)
+	}
+
+	_, err = requestor.Request(ctx, c, requestor.Spec{Labels: []string{"broken"}})
+	if fe, ok := errors.AsType[*requestor.FailedError](err); !ok || !strings.Contains(err.Error(), "failed") {
+		t.Errorf("Request(broken) = %v, want *FailedError", err)
+	} else if _, err := c.GetRequest(ctx, fe.Request); !errors.Is(err, zk.ErrNoNode) {
+		t.Errorf("failed request %s: GetRequest = %v, want it deleted", fe.Request, err)
+	}
+
+	_, err = requestor.Request(ctx, c, requestor.Spec{Labels: []string{"stolen"}})
+	if err == nil || !strings.Contains(err.Error(), "allocated to") {
+		t.Errorf("Request(stolen) = %v, want an allocation error", err)
+	}
+
+	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	_, err = requestor.Request(wctx, c, requestor.Spec{Labels: []string{"slow"}})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "still pending") {
+		t.Errorf("Request(slow) past its deadline = %v, want DeadlineExceeded, still pending", err)
+	}
+	if rs := requests(); len(rs) != 0 {
+		t.Errorf("requests left behind: %v", rs)
+	}
+}
