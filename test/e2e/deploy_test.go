@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	gozk "github.com/go-zookeeper/zk"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -246,6 +248,39 @@ func (dep *deployment) teardown(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("kubectl delete: %v\n%s", err, out)
 	}
+	// The launcher is gone (its ephemeral znodes with it): drop the chroot.
+	if err := deleteZKTree(dep.env.ZooKeeper, dep.servers[len(dep.env.ZooKeeper):]); err != nil {
+		t.Errorf("deleting the test's ZooKeeper chroot: %v", err)
+	}
+}
+
+// deleteZKTree deletes path and everything under it.
+func deleteZKTree(server, path string) error {
+	conn, _, err := gozk.Connect([]string{server}, 10*time.Second, gozk.WithLogInfo(false))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var del func(p string) error
+	del = func(p string) error {
+		children, _, err := conn.Children(p)
+		if errors.Is(err, gozk.ErrNoNode) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("listing %s: %w", p, err)
+		}
+		for _, c := range children {
+			if err := del(p + "/" + c); err != nil {
+				return err
+			}
+		}
+		if err := conn.Delete(p, -1); err != nil && !errors.Is(err, gozk.ErrNoNode) {
+			return fmt.Errorf("deleting %s: %w", p, err)
+		}
+		return nil
+	}
+	return del(path)
 }
 
 // waitReady watches the launcher's pods until one is Ready, failing fast
