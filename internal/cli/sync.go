@@ -22,6 +22,9 @@ type syncOptions struct {
 	Parallel int
 	Attempts int
 	Output   string
+	// WebSocket makes exec try WebSocket before SPDY (SPDY first is faster
+	// for bulk data: see podexec.Executor.PreferSPDY).
+	WebSocket bool
 }
 
 func (s *syncOptions) AddFlags(cmd *cobra.Command) {
@@ -32,6 +35,7 @@ func (s *syncOptions) AddFlags(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&s.Parallel, "parallel", 8, "repos pushed at once")
 	cmd.Flags().IntVar(&s.Attempts, "attempts", 3, "tries per repo before giving up on it")
 	cmd.Flags().StringVarP(&s.Output, "output", "o", "table", "output: table or json")
+	cmd.Flags().BoolVar(&s.WebSocket, "websocket", false, "try WebSocket before SPDY for exec (SPDY first is faster for bulk data)")
 }
 
 func (s *syncOptions) Validate() error {
@@ -81,6 +85,7 @@ sidecar (--container git --dest <its mount path>).`,
 			if err != nil {
 				return err
 			}
+			ex.PreferSPDY = !so.WebSocket
 			s := &gitsync.Syncer{
 				Exec:     ex,
 				Target:   podexec.Target{Namespace: ns, Pod: so.Pod, Container: so.pod.Container},

@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/kubepool/kubepool/internal/podexec"
 )
 
 // The pod side is two POSIX sh scripts run with "sh -c". Both print repo
@@ -52,7 +54,8 @@ root=${1:-${HOME:-/}}
 g="git ` + gitOpts + `"
 mkdir -p "$root/$2"
 cd "$root/$2"
-[ -f .git/HEAD ] || $g init -q
+fresh=
+[ -f .git/HEAD ] || { $g init -q --template= && fresh=1; }
 IFS= read -r mode
 IFS= read -r head
 while IFS= read -r l && [ -n "$l" ]; do printf '%s\n' "$l"; done >.git/kubepool-refs
@@ -75,7 +78,7 @@ case $head in
 esac
 if $g rev-parse -q --verify HEAD >/dev/null; then
 	$g reset -q --hard
-	$g clean -q -d -f -f -x
+	[ -n "$fresh" ] || $g clean -q -d -f -f -x
 fi
 rm -f .git/kubepool-refs
 echo "$3" >.git/kubepool-synced
@@ -131,5 +134,10 @@ func parseStates(r io.Reader) (map[string]*podState, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	return nil, fmt.Errorf("output ended before its end marker")
+	return nil, errIncomplete
 }
+
+// errIncomplete is output cut short. Over SPDY, client-go reports a
+// connection that broke as a command that succeeded, so the scripts end
+// their output with a marker, and its absence is a broken stream.
+var errIncomplete = fmt.Errorf("output ended before its end marker: %w", podexec.ErrStream)

@@ -11,6 +11,11 @@
 // SPDY, so proxies and load balancers between here and the API server see
 // traffic, and a peer that went away is detected rather than waited on.
 //
+// Over SPDY, client-go reads an error stream that ended without a status as
+// success, so a connection that breaks can look like a command that exited
+// 0 (seen in the dev cluster with CutStreams). Callers that must know check
+// their output: have the command print an end marker last.
+//
 // Executor.CutStreams injects a mid-stream connection cut for tests.
 package podexec
 
@@ -95,6 +100,15 @@ type Executor struct {
 	client rest.Interface
 	// NoWebSocket forces SPDY (for comparison and for old servers).
 	NoWebSocket bool
+	// PreferSPDY tries SPDY first and falls back to WebSocket when the
+	// server will not upgrade to SPDY. Bulk transfers gain from it: the
+	// API server relays an SPDY exec byte for byte, but translates a
+	// WebSocket one frame by frame into SPDY towards the kubelet, which
+	// costs it CPU per byte. On the 2-core dev cluster 300 MB through exec
+	// stdin took 4.6–6.0 s over SPDY against 6.9–8.2 s over WebSocket, and
+	// 3.0–3.7 s over SPDY in 4 parallel streams. SPDY closes stdin by
+	// closing its stream, so commands still see end of input.
+	PreferSPDY bool
 
 	proxy atomic.Pointer[url.URL] // set by CutStreams
 }
@@ -192,6 +206,13 @@ func (e *Executor) executor(u *url.URL) (remotecommand.Executor, error) {
 	ws, err := remotecommand.NewWebSocketExecutor(cfg, http.MethodGet, u.String())
 	if err != nil {
 		return nil, err
+	}
+	if e.PreferSPDY {
+		// An SPDY upgrade failure is an untyped error; it happens before
+		// any of stdin is read, so trying WebSocket next is safe.
+		return remotecommand.NewFallbackExecutor(spdy, ws, func(err error) bool {
+			return strings.Contains(err.Error(), "unable to upgrade connection")
+		})
 	}
 	return remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
 		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)

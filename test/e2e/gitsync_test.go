@@ -67,6 +67,7 @@ func TestGitSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ex.PreferSPDY = true // as kubepool sync does
 	const dest = "/work/ws"
 	s := &gitsync.Syncer{Exec: ex, Target: target, Dest: dest}
 
@@ -111,13 +112,12 @@ func TestGitSync(t *testing.T) {
 	}
 }
 
-// TestGitSyncCut cuts the exec connection in the middle of a pack. With
-// one attempt, Sync fails naming the repo and the broken stream, and the
-// repo in the pod has none of the new refs; with retries it ends exact.
+// TestGitSyncCut cuts the exec connection in the middle of a pack, over
+// WebSocket and over SPDY. With one attempt, Sync fails naming the repo and
+// the repo in the pod has none of the new refs; with retries it ends exact.
 func TestGitSyncCut(t *testing.T) {
 	env := testenv.Cluster(t)
 	target := machinePod(t, env, "e2e-gitsync-cut")
-	ex := newExecutor(t, env, false)
 	src := t.TempDir()
 	paths := gittest.Workspace(t, src)
 	big := make([]byte, 4<<20)
@@ -127,39 +127,48 @@ func TestGitSyncCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const dest = "/work/ws"
+	for _, proto := range []struct {
+		name       string
+		preferSPDY bool
+	}{{"websocket", false}, {"spdy", true}} {
+		t.Run(proto.name, func(t *testing.T) {
+			ex := newExecutor(t, env, false)
+			ex.PreferSPDY = proto.preferSPDY
+			dest := "/work/" + proto.name
 
-	stop, err := ex.CutStreams(1<<20, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &gitsync.Syncer{Exec: ex, Target: target, Dest: dest, Attempts: 1}
-	_, err = s.Sync(t.Context(), repos)
-	stop()
-	var re *gitsync.RepoError
-	if !errors.As(err, &re) || re.Path != paths[0] {
-		t.Fatalf("Sync with a cut stream and 1 attempt = %v, want a *RepoError for %s", err, paths[0])
-	}
-	t.Logf("cut push failed as expected: %v", err)
-	refs := podOutput(t, ex, target, `cd "$1" 2>/dev/null || exit 0; git for-each-ref; cat .git/kubepool-synced 2>/dev/null || true`, path.Join(dest, paths[0]))
-	if refs != "" {
-		t.Errorf("after a cut first push the pod's repo has refs or a sync marker:\n%s\nwant none", refs)
-	}
+			stop, err := ex.CutStreams(1<<20, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &gitsync.Syncer{Exec: ex, Target: target, Dest: dest, Attempts: 1}
+			_, err = s.Sync(t.Context(), repos)
+			stop()
+			var re *gitsync.RepoError
+			if !errors.As(err, &re) || re.Path != paths[0] {
+				t.Fatalf("Sync with a cut stream and 1 attempt = %v, want a *RepoError for %s", err, paths[0])
+			}
+			t.Logf("cut push failed as expected: %v", err)
+			refs := podOutput(t, ex, target, `cd "$1" 2>/dev/null || exit 0; git for-each-ref; cat .git/kubepool-synced 2>/dev/null || true`, path.Join(dest, paths[0]))
+			if refs != "" {
+				t.Errorf("after a cut first push the pod's repo has refs or a sync marker:\n%s\nwant none", refs)
+			}
 
-	stop, err = ex.CutStreams(1<<20, 1)
-	if err != nil {
-		t.Fatal(err)
+			stop, err = ex.CutStreams(1<<20, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
+			s.Attempts = 3
+			res, err := s.Sync(t.Context(), repos)
+			if err != nil {
+				t.Fatalf("Sync with one cut stream and 3 attempts = %v", err)
+			}
+			if got := res.Repos[0].Attempts; got != 2 {
+				t.Errorf("Sync with one cut stream took %d attempts, want 2", got)
+			}
+			compareInPod(t, ex, target, src, dest, paths[:1])
+		})
 	}
-	defer stop()
-	s.Attempts = 3
-	res, err := s.Sync(t.Context(), repos)
-	if err != nil {
-		t.Fatalf("Sync with one cut stream and 3 attempts = %v", err)
-	}
-	if got := res.Repos[0].Attempts; got != 2 {
-		t.Errorf("Sync with one cut stream took %d attempts, want 2", got)
-	}
-	compareInPod(t, ex, target, src, dest, paths[:1])
 }
 
 // TestGitSyncErrors: a pod that does not exist and a container without git
