@@ -201,7 +201,10 @@ func localState(ctx context.Context, dir string) (state, error) {
 		s.Refs = append(s.Refs, ref{Name: name, OID: oid})
 	}
 	slices.SortFunc(s.Refs, func(a, b ref) int { return strings.Compare(a.Name, b.Name) })
-	if out, err := git(ctx, dir, nil, "symbolic-ref", "-q", "HEAD"); err == nil {
+	if b, err := os.ReadFile(filepath.Join(dir, ".git", "HEAD")); err == nil && validHead(string(b)) {
+		// The common case, read without starting git.
+		s.Head = strings.TrimSpace(string(b))
+	} else if out, err := git(ctx, dir, nil, "symbolic-ref", "-q", "HEAD"); err == nil {
 		s.Head = "ref: " + strings.TrimSpace(string(out))
 	} else if out, err := git(ctx, dir, nil, "rev-parse", "-q", "--verify", "HEAD"); err == nil {
 		s.Head = strings.TrimSpace(string(out))
@@ -209,6 +212,24 @@ func localState(ctx context.Context, dir string) (state, error) {
 		return state{}, fmt.Errorf("reading HEAD of %s: %w", dir, err)
 	}
 	return s, nil
+}
+
+// validHead reports whether h, the contents of a HEAD file, is a symbolic
+// ref to a ref under refs/ or an object id.
+func validHead(h string) bool {
+	h = strings.TrimSuffix(h, "\n")
+	if name, ok := strings.CutPrefix(h, "ref: "); ok {
+		return strings.HasPrefix(name, "refs/") && !strings.ContainsAny(name, " \n")
+	}
+	if len(h) != 40 {
+		return false
+	}
+	for _, c := range h {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return false
+		}
+	}
+	return true
 }
 
 // existing returns the oids that exist in the repo in dir.
