@@ -14,12 +14,15 @@
 //
 // Transfer is incremental and one exec per repo: Sync first asks the pod, in
 // one exec for the whole workspace, which refs it already has, then sends
-// each repo that differs a thin pack of only the objects the pod lacks
-// (git pack-objects with the pod's tips as negative revisions), its ref
-// updates and its HEAD in a single stream. In the pod a small sh script feeds
-// the pack to git index-pack, applies the ref updates in one atomic
-// git update-ref transaction (compare-and-swap against what the pod had),
-// checks the tree out and prints the refs back. A destination that already
+// each repo that differs its objects, ref updates and HEAD in a single
+// stream. Into an empty repo the objects are the source repo's own pack and
+// index files (plus a pack of its loose objects), as a tar, so the pod has no
+// object to hash or inflate; otherwise a thin pack of only the objects the
+// pod lacks (git pack-objects with the pod's tips as negative revisions),
+// fed to git index-pack. In the pod a small sh script installs the objects
+// (pack files only once all of them arrived), applies the ref updates in one
+// atomic git update-ref transaction (compare-and-swap against what the pod
+// had), checks the tree out and prints the refs back. A destination that already
 // holds a clone, such as a repo cache baked into the image, therefore only
 // receives the difference. Repos already in the source's state are skipped
 // after the first exec.
@@ -30,6 +33,7 @@
 // whole pack has been indexed, an interrupted push leaves the repo at its old
 // state, never at a partial one.
 //
-// The pod needs sh and git (1.8.5 or newer; 2.36 or newer for fsync control).
+// The pod needs sh, tar and git (1.8.5 or newer; with 2.36 or newer it skips
+// fsync, which a disposable pod does not need).
 // Images without git use a git sidecar: AddSidecar adds one to a pod spec.
 package gitsync

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -124,6 +125,7 @@ func (s *Syncer) Sync(ctx context.Context, repos []Repo) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	repos = slices.Clone(repos)
 	for i := range repos {
 		p, err := cleanRelPath(repos[i].Path)
 		if err != nil {
