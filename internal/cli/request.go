@@ -105,7 +105,9 @@ func runRequest(cmd *cobra.Command, o *rootOptions, ro requestOptions, labels []
 	defer cancel()
 	res, err := requestor.Request(ctx, c, requestor.Spec{
 		Labels: labels, Provider: ro.Provider, BuildSet: ro.BuildSet, Priority: ro.Priority, JobName: ro.Job,
-		OnSubmit: func(id string) { log.Info("request submitted; waiting for a launcher", "request", id, "labels", labels) },
+		OnSubmit: func(id string) {
+			log.Info("request submitted; waiting for a launcher", "request", id, "labels", labels)
+		},
 	})
 	if err != nil {
 		return err

@@ -11,7 +11,7 @@ import (
 // cleanupLoop runs the cleanup worker whenever a node changes, and the leak
 // sweep every interval.
 func (l *Launcher) cleanupLoop(ctx context.Context) error {
-	nodes := l.zk.WatchNodes(ctx)
+	nodes := l.nodes.Subscribe()
 	tick := time.NewTicker(l.interval)
 	defer tick.Stop()
 	var lastSweep time.Time
@@ -37,10 +37,7 @@ func (l *Launcher) cleanupLoop(ctx context.Context) error {
 // cleanup deletes what should go, returns stranded ready nodes to the pool
 // and tops up min-ready labels.
 func (l *Launcher) cleanup(ctx context.Context) error {
-	nodes, err := l.listNodes(ctx)
-	if err != nil {
-		return err
-	}
+	nodes := l.nodesView()
 	comps, err := l.zk.ListComponents(ctx, zk.KindLauncher)
 	if err != nil {
 		return err
@@ -49,47 +46,56 @@ func (l *Launcher) cleanup(ctx context.Context) error {
 	for _, c := range comps {
 		live[c.ID] = true
 	}
-	reqs := l.updateGauges(ctx, nodes)
+	reqs := l.updateGauges(nodes)
 	l.resetLostRequests(ctx, reqs)
 	now := time.Now()
 	for _, n := range nodes {
 		pw := l.poolOf(n.Provider, n.Pool)
-		if pw == nil || n.Locked || l.isBusy(n.ID) {
+		if pw == nil || n.Locked || l.isBusy(n.ID) || n.ID == "" {
 			continue
 		}
-		age := now.Sub(zk.TimeOf(n.StateTime))
-		why := ""
-		switch n.State {
-		case zk.NodeUsed:
-			why = "used"
-		case zk.NodeDeleting, zk.NodeFailed, zk.NodeAborted:
-			why = n.State
-		case zk.NodeInit, zk.NodeBuilding:
-			if !live[n.Launcher] {
-				why = "orphaned by launcher " + n.Launcher
-			}
-		case zk.NodeReady:
-			lb := l.cfg.Label(firstType(n))
-			if n.AllocatedTo == "" && lb != nil && lb.MaxReadyAge > 0 && age > lb.MaxReadyAge {
-				why = "past max-ready-age"
-			}
+		why := l.doomed(n, live, now)
+		if n.State == zk.NodeReady && why == "" {
 			if n.AllocatedTo != "" {
 				l.deallocateIfLost(ctx, n)
-			} else if why == "" && !tokenFresh(n, pw.driver.TokenExpiration) && l.claim(n.ID) {
+			} else if !tokenFresh(n, pw.driver.TokenExpiration) && l.claim(n.ID) {
 				l.goTracked(func() { l.refreshIdle(ctx, pw, n.ID) })
-			}
-		case zk.NodeHold:
-			if n.HoldExpiration > 0 && age > time.Duration(n.HoldExpiration)*time.Second {
-				why = "hold expired"
-			} else if l.cfg.MaxHoldAge > 0 && age > l.cfg.MaxHoldAge {
-				why = "past max-hold-age"
 			}
 		}
 		if why != "" && l.claim(n.ID) {
-			l.goTracked(func() { l.deleteNode(ctx, pw, n.ID, why) })
+			l.goTracked(func() { l.deleteNode(ctx, pw, n.ID, live) })
 		}
 	}
 	return l.topUp(ctx, nodes)
+}
+
+// doomed says why node n should be deleted now, or "". live holds the ids
+// of the launchers registered in ZooKeeper.
+func (l *Launcher) doomed(n *zk.Node, live map[string]bool, now time.Time) string {
+	age := now.Sub(zk.TimeOf(n.StateTime))
+	switch n.State {
+	case zk.NodeUsed:
+		return "used"
+	case zk.NodeDeleting, zk.NodeFailed, zk.NodeAborted:
+		return n.State
+	case zk.NodeInit, zk.NodeBuilding:
+		if !live[n.Launcher] {
+			return "orphaned by launcher " + n.Launcher
+		}
+	case zk.NodeReady:
+		lb := l.cfg.Label(firstType(n))
+		if n.AllocatedTo == "" && lb != nil && lb.MaxReadyAge > 0 && age > lb.MaxReadyAge {
+			return "past max-ready-age"
+		}
+	case zk.NodeHold:
+		if n.HoldExpiration > 0 && age > time.Duration(n.HoldExpiration)*time.Second {
+			return "hold expired"
+		}
+		if l.cfg.MaxHoldAge > 0 && age > l.cfg.MaxHoldAge {
+			return "past max-hold-age"
+		}
+	}
+	return ""
 }
 
 func firstType(n *zk.Node) string {
@@ -141,14 +147,20 @@ func (l *Launcher) refreshIdle(ctx context.Context, pw *poolWorker, id string) {
 }
 
 // deleteNode deletes a node's namespace (waiting until it is gone) and then
-// its record. The caller has claimed id.
-func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id, why string) {
+// its record, if, locked and read again, it is still to be deleted (the
+// cleanup pass decided on a record that may be a moment old). The caller
+// has claimed id.
+func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, live map[string]bool) {
 	defer l.release(id)
 	lock, n, err := l.zk.TryLockNode(ctx, id)
 	if err != nil {
 		return // someone else has it, or it is gone
 	}
 	defer func() { _ = lock.Release(context.WithoutCancel(ctx)) }()
+	why := l.doomed(n, live, time.Now())
+	if why == "" {
+		return
+	}
 	if n.State != zk.NodeDeleting {
 		n.SetState(zk.NodeDeleting)
 		if err := l.zk.UpdateNode(ctx, n); err != nil {
@@ -252,17 +264,14 @@ func (l *Launcher) sweep(ctx context.Context) error {
 }
 
 // updateGauges sets the node and request gauges, and returns the requests.
-func (l *Launcher) updateGauges(ctx context.Context, nodes []*zk.Node) []*zk.Request {
+func (l *Launcher) updateGauges(nodes []*zk.Node) []*zk.Request {
 	l.metrics.Nodes.Reset()
 	for _, n := range nodes {
 		if l.poolOf(n.Provider, n.Pool) != nil {
 			l.metrics.Nodes.WithLabelValues(n.Provider, firstType(n), n.State).Inc()
 		}
 	}
-	reqs, err := l.zk.ListRequests(ctx)
-	if err != nil {
-		return nil
-	}
+	reqs := l.requests.Snapshot()
 	l.metrics.Requests.Reset()
 	for _, r := range reqs {
 		l.metrics.Requests.WithLabelValues(r.State).Inc()

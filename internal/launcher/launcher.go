@@ -69,28 +69,55 @@ type Launcher struct {
 
 	wg sync.WaitGroup // launch, fulfil and delete goroutines
 
-	cacheMu sync.Mutex
-	cache   []*zk.Node // the latest node listing
+	// sem bounds the requests being locked and given nodes at once.
+	sem chan struct{}
+
+	// requests and nodes are kept up to date by watches (see zk.Cache).
+	requests *zk.Cache[zk.Request]
+	nodes    *zk.Cache[zk.Node]
+	cacheMu  sync.Mutex
+	inflight map[string]*zk.Node // see nodesView
 }
 
-// listNodes lists the nodes and keeps the listing for cachedNodes.
-func (l *Launcher) listNodes(ctx context.Context) ([]*zk.Node, error) {
-	nodes, err := l.zk.ListNodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	l.cacheMu.Lock()
-	l.cache = nodes
-	l.cacheMu.Unlock()
-	return nodes, nil
-}
-
-// cachedNodes returns the latest node listing (possibly stale: callers lock
-// and re-read a node before using it).
-func (l *Launcher) cachedNodes() []*zk.Node {
+// nodesView returns the cached nodes plus the nodes this launcher created
+// or reserved that the cache has not shown yet, so that quota and min-ready
+// counts never miss them. Records are possibly a moment old: callers lock
+// and re-read a node before acting on it.
+func (l *Launcher) nodesView() []*zk.Node {
+	nodes := l.nodes.Snapshot()
 	l.cacheMu.Lock()
 	defer l.cacheMu.Unlock()
-	return l.cache
+	if len(l.inflight) == 0 {
+		return nodes
+	}
+	seen := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		seen[n.ID] = true
+	}
+	for key, n := range l.inflight {
+		if n.ID != "" && seen[n.ID] {
+			delete(l.inflight, key) // the cache has it now
+			continue
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
+
+// addInflight records a node (or a reservation for one) under key until
+// the cache shows it (nodes with an ID) or dropInflight is called.
+func (l *Launcher) addInflight(key string, n *zk.Node) {
+	l.cacheMu.Lock()
+	l.inflight[key] = n
+	l.cacheMu.Unlock()
+}
+
+func (l *Launcher) dropInflight(keys ...string) {
+	l.cacheMu.Lock()
+	for _, k := range keys {
+		delete(l.inflight, k)
+	}
+	l.cacheMu.Unlock()
 }
 
 // poolWorker serves one provider pool.
@@ -129,6 +156,8 @@ func New(opts Options) (*Launcher, error) {
 		id:       fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(4)),
 		interval: opts.CleanupInterval,
 		busy:     map[string]bool{},
+		sem:      make(chan struct{}, 32),
+		inflight: map[string]*zk.Node{},
 	}
 	if l.metrics == nil {
 		l.metrics = NewMetrics(nil)
@@ -181,6 +210,12 @@ func (l *Launcher) Run(ctx context.Context) error {
 			_ = r.Unregister(uctx)
 		}
 	}()
+	if l.requests, err = l.zk.CacheRequests(ctx); err != nil {
+		return fmt.Errorf("loading requests: %w", err)
+	}
+	if l.nodes, err = l.zk.CacheNodes(ctx); err != nil {
+		return fmt.Errorf("loading nodes: %w", err)
+	}
 	l.mu.Lock()
 	l.ready = true
 	l.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,8 +15,8 @@ import (
 // servePool takes requests for pw until ctx ends, looking again whenever a
 // request or node changes (and every few seconds, as a safety net).
 func (l *Launcher) servePool(ctx context.Context, pw *poolWorker) error {
-	reqs := l.zk.WatchRequests(ctx)
-	nodes := l.zk.WatchNodes(ctx)
+	reqs := l.requests.Subscribe()
+	nodes := l.nodes.Subscribe()
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
@@ -60,47 +61,42 @@ func (l *Launcher) handleRequests(ctx context.Context, pw *poolWorker) error {
 		case err != nil:
 			return err
 		default:
-			paused, err := l.take(ctx, pw, pw.pausedLock, r, &nodes)
+			paused, err := l.take(ctx, pw, r, &nodes)
 			if err != nil || paused {
 				return err
 			}
-			pw.pausedLock, pw.pausedID = nil, ""
 		}
 	}
-	reqs, err := l.zk.ListRequests(ctx)
-	if err != nil {
-		return err
-	}
+	reqs := l.requests.Snapshot()
+	slices.SortStableFunc(reqs, zk.CompareRequests)
+	var pools []*zk.Component
+	var err error // listed once per pass, for affinity
 	for _, r := range reqs {
 		if r.State != zk.RequestRequested || r.DeclinedByID(pw.id) || l.isBusy(r.ID) {
 			continue
 		}
 		if r.Provider != "" && r.Provider != pw.provider.Name {
-			other, err := l.otherProviderServes(ctx, r)
-			if err != nil {
-				return err
+			if pools == nil {
+				if pools, err = l.zk.ListComponents(ctx, zk.KindPool); err != nil {
+					return err
+				}
 			}
-			if other {
+			if otherProviderServes(pools, r) {
 				continue // affinity: leave it to the provider it asks for
 			}
 		}
-		lock, cur, err := l.zk.TryLockRequest(ctx, r.ID)
-		if errors.Is(err, zk.ErrLocked) || errors.Is(err, zk.ErrNoNode) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		r = cur
-		if r.State != zk.RequestRequested || r.DeclinedByID(pw.id) {
-			_ = lock.Release(ctx)
-			continue
-		}
 		if why := pw.cannotServe(r.NodeTypes); why != "" {
-			l.decline(ctx, pw, lock, r, why)
+			if l.claim(r.ID) {
+				l.goTracked(func() {
+					defer l.release(r.ID)
+					if lock, cur, ok := l.lockRequested(ctx, pw, r.ID); ok {
+						l.decline(ctx, pw, lock, cur, why)
+					}
+				})
+			}
 			continue
 		}
-		paused, err := l.take(ctx, pw, lock, r, &nodes)
+		paused, err := l.take(ctx, pw, r, &nodes)
 		if err != nil || paused {
 			return err
 		}
@@ -108,58 +104,132 @@ func (l *Launcher) handleRequests(ctx context.Context, pw *poolWorker) error {
 	return nil
 }
 
-// take serves the locked request r from the pool: warm nodes first, new
-// nodes for the rest. If the new nodes do not fit the quota now, r is marked
-// pending and stays locked, and the pool pauses on it, as Nodepool's does;
-// take reports that. *nodes is the node listing of this pass, nil until one
-// is needed.
-func (l *Launcher) take(ctx context.Context, pw *poolWorker, lock *zk.Lock, r *zk.Request, nodes *[]*zk.Node) (paused bool, err error) {
+// lockRequested locks request id if it is still requested and not declined
+// by pw; ok is false (and nothing held) otherwise.
+func (l *Launcher) lockRequested(ctx context.Context, pw *poolWorker, id string) (*zk.Lock, *zk.Request, bool) {
+	lock, r, err := l.zk.TryLockRequest(ctx, id)
+	if err != nil {
+		if !errors.Is(err, zk.ErrLocked) && !errors.Is(err, zk.ErrNoNode) && ctx.Err() == nil {
+			l.log.Warn("locking request", "request", id, "err", err)
+		}
+		return nil, nil, false
+	}
+	if r.State != zk.RequestRequested || r.DeclinedByID(pw.id) {
+		_ = lock.Release(ctx)
+		return nil, nil, false
+	}
+	return lock, r, true
+}
+
+// take serves request r from the pool: warm nodes first, new nodes for the
+// rest. The decision (which warm nodes, whether the new ones fit the quota)
+// is made here, in priority order; locking the request, making the node
+// records and launching run in a goroutine, so that a burst of requests is
+// taken as fast as ZooKeeper answers, not one round trip chain at a time.
+// If the new nodes do not fit the quota, r is locked, marked pending and the
+// pool pauses on it, as Nodepool's does; take reports that. *nodes is this
+// pass's node listing (nil until one is needed), to which take adds what it
+// reserves.
+func (l *Launcher) take(ctx context.Context, pw *poolWorker, r *zk.Request, nodes *[]*zk.Node) (paused bool, err error) {
+	if !l.claim(r.ID) {
+		return false, nil
+	}
 	// Warm nodes are picked from the last node listing (each is locked and
 	// checked again before use); only a request that needs new nodes pays
 	// for a fresh listing, to check quota.
-	known := *nodes
-	if known == nil {
-		known = l.cachedNodes()
+	if *nodes == nil {
+		*nodes = l.nodesView()
 	}
-	warm := l.warmCandidates(pw, r.NodeTypes, known)
+	warm := l.claimWarm(pw, r.NodeTypes, *nodes)
 	launch := missing(r.NodeTypes, warm)
-	if len(launch) > 0 && *nodes == nil {
-		if *nodes, err = l.listNodes(ctx); err != nil {
+	if why := l.quotaShort(pw, *nodes, launch); why != "" {
+		l.releaseAll(r.ID, warm)
+		if r.ID == pw.pausedID {
+			return true, nil // still waiting; we hold its lock
+		}
+		lock, cur, ok := l.lockRequested(ctx, pw, r.ID)
+		if !ok {
+			return false, nil
+		}
+		if err := l.zk.MarkPending(ctx, cur); err != nil {
 			_ = lock.Release(ctx)
 			return false, err
 		}
-		warm = l.warmCandidates(pw, r.NodeTypes, *nodes)
-		launch = missing(r.NodeTypes, warm)
-	}
-	if why := l.quotaShort(pw, *nodes, launch); why != "" {
-		if r.State != zk.RequestPending {
-			if err := l.zk.MarkPending(ctx, r); err != nil {
-				_ = lock.Release(ctx)
-				return false, err
-			}
-			l.log.Info("pausing pool until the request fits the quota", "request", r.ID, "provider", pw.provider.Name, "pool", pw.pool.Name, "why", why)
-		}
+		l.log.Info("pausing pool until the request fits the quota", "request", r.ID, "provider", pw.provider.Name, "pool", pw.pool.Name, "why", why)
 		pw.pausedLock, pw.pausedID = lock, r.ID
 		return true, nil
 	}
-	if !l.claim(r.ID) {
-		_ = lock.Release(ctx)
-		return false, nil
+	// Reserve the quota the new nodes will use until their records exist.
+	var reserved []string
+	for i, lb := range launch {
+		n := &zk.Node{Provider: pw.provider.Name, Pool: pw.pool.Name, Type: []string{lb}, State: zk.NodeBuilding,
+			Resources: resourcesMap(pw.pool.Label(lb).Resources())}
+		*nodes = append(*nodes, n)
+		key := fmt.Sprintf("reserved:%s:%d", r.ID, i)
+		l.addInflight(key, n)
+		reserved = append(reserved, key)
 	}
-	slots, err := l.assign(ctx, pw, r, warm)
-	if err != nil {
-		l.release(r.ID)
-		_ = lock.Release(ctx)
-		return false, fmt.Errorf("assigning nodes to request %s: %w", r.ID, err)
+	var pausedLock *zk.Lock
+	if r.ID == pw.pausedID {
+		pausedLock = pw.pausedLock
+		pw.pausedLock, pw.pausedID = nil, ""
 	}
-	if *nodes != nil {
-		for _, s := range slots {
-			*nodes = append(*nodes, s.node)
+	l.sem <- struct{}{}
+	l.goTracked(func() {
+		lock, cur := pausedLock, r
+		if lock == nil {
+			var ok bool
+			if lock, cur, ok = l.lockRequested(ctx, pw, r.ID); !ok {
+				<-l.sem
+				l.dropInflight(reserved...)
+				l.releaseAll(r.ID, warm)
+				return
+			}
+		}
+		start := time.Now()
+		slots, err := l.assign(ctx, pw, cur, warm)
+		l.dropInflight(reserved...) // the created nodes are in flight now
+		<-l.sem
+		if err != nil {
+			l.releaseAll(r.ID, warm)
+			_ = lock.Release(ctx)
+			if ctx.Err() == nil {
+				l.log.Warn("assigning nodes", "request", r.ID, "err", err)
+			}
+			return
+		}
+		l.fulfil(ctx, pw, lock, cur, slots, start)
+	})
+	return false, nil
+}
+
+// claimWarm picks and claims, for each label, a ready unallocated unlocked
+// node of the pool, or nil.
+func (l *Launcher) claimWarm(pw *poolWorker, labels []string, nodes []*zk.Node) []*zk.Node {
+	out := make([]*zk.Node, len(labels))
+	for i, lb := range labels {
+		for _, n := range nodes {
+			if n.Locked || n.State != zk.NodeReady || n.AllocatedTo != "" ||
+				n.Provider != pw.provider.Name || n.Pool != pw.pool.Name || !typeIs(n, lb) {
+				continue
+			}
+			if l.claim(n.ID) {
+				out[i] = n
+				break
+			}
 		}
 	}
-	start := time.Now()
-	l.goTracked(func() { l.fulfil(ctx, pw, lock, r, slots, start) })
-	return false, nil
+	return out
+}
+
+// releaseAll releases the claims on request id and on the warm nodes.
+func (l *Launcher) releaseAll(id string, warm []*zk.Node) {
+	l.release(id)
+	for _, w := range warm {
+		if w != nil {
+			l.release(w.ID)
+		}
+	}
 }
 
 // missing returns the labels that have no warm node.
@@ -208,47 +278,20 @@ func (l *Launcher) decline(ctx context.Context, pw *poolWorker, lock *zk.Lock, r
 
 // otherProviderServes reports whether a live pool of the provider r asks
 // for can serve all of r's labels.
-func (l *Launcher) otherProviderServes(ctx context.Context, r *zk.Request) (bool, error) {
-	pools, err := l.zk.ListComponents(ctx, zk.KindPool)
-	if err != nil {
-		return false, err
-	}
+func otherProviderServes(pools []*zk.Component, r *zk.Request) bool {
 	for _, p := range pools {
 		if p.ProviderName != r.Provider || p.Paused || r.DeclinedByID(p.ID) {
 			continue
 		}
 		all := true
 		for _, lb := range r.NodeTypes {
-			found := false
-			for _, s := range p.SupportedLabels {
-				found = found || s == lb
-			}
-			all = all && found
+			all = all && slices.Contains(p.SupportedLabels, lb)
 		}
 		if all {
-			return true, nil
+			return true
 		}
 	}
-	return false, nil
-}
-
-// warmCandidates picks, for each label, a ready unallocated unlocked node of
-// the pool, or nil.
-func (l *Launcher) warmCandidates(pw *poolWorker, labels []string, nodes []*zk.Node) []*zk.Node {
-	out := make([]*zk.Node, len(labels))
-	used := map[string]bool{}
-	for i, lb := range labels {
-		for _, n := range nodes {
-			if used[n.ID] || n.Locked || l.isBusy(n.ID) || n.State != zk.NodeReady || n.AllocatedTo != "" ||
-				n.Provider != pw.provider.Name || n.Pool != pw.pool.Name || !typeIs(n, lb) {
-				continue
-			}
-			out[i] = n
-			used[n.ID] = true
-			break
-		}
-	}
-	return out
+	return false
 }
 
 // assign marks r pending and gives every label a node: a warm one locked and
@@ -280,7 +323,7 @@ func (l *Launcher) assign(ctx context.Context, pw *poolWorker, r *zk.Request, wa
 		}
 	}
 	for i, lb := range r.NodeTypes {
-		if w := warm[i]; w != nil && l.claim(w.ID) {
+		if w := warm[i]; w != nil { // claimed by take
 			lock, n, err := l.zk.TryLockNode(ctx, w.ID)
 			if err == nil && n.State == zk.NodeReady && n.AllocatedTo == "" {
 				n.AllocatedTo = r.ID
@@ -320,6 +363,7 @@ func (l *Launcher) newNode(ctx context.Context, pw *poolWorker, label string, r 
 	if err := l.zk.CreateNode(ctx, n); err != nil {
 		return nil, fmt.Errorf("creating node for label %q: %w", label, err)
 	}
+	l.addInflight(n.ID, n)
 	l.claim(n.ID)
 	lock, locked, err := l.zk.TryLockNode(ctx, n.ID)
 	if err != nil {

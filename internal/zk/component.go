@@ -133,7 +133,7 @@ type Registration struct {
 	mu        sync.Mutex
 	comp      Component
 	path      string // current znode, "" while not registered
-	session   int64 // session that owns path
+	session   int64  // session that owns path
 	cancelled bool
 	// registered is closed and replaced each time the component is
 	// (re-)registered.

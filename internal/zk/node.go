@@ -285,18 +285,7 @@ func (c *Client) ListNodes(ctx context.Context) ([]*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodes := make([]*Node, 0, len(ids))
-	for _, id := range ids {
-		n, err := c.GetNode(ctx, id)
-		if errors.Is(err, ErrNoNode) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		nodes = append(nodes, n)
-	}
-	return nodes, nil
+	return getAll(ctx, ids, c.GetNode)
 }
 
 // UpdateNode writes n if the znode's version is still n.Version (otherwise
@@ -397,7 +386,7 @@ func (c *Client) WatchNode(ctx context.Context, id string) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	go func() {
 		defer close(ch)
-		c.watchData(ctx, nodePath(id), func() { notify(ch) })
+		c.watchData(ctx, nodePath(id), func() { notify(ch) }, nil)
 	}()
 	return ch
 }

@@ -171,16 +171,9 @@ func (c *Client) ListRequests(ctx context.Context) ([]*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	reqs := make([]*Request, 0, len(ids))
-	for _, id := range ids {
-		r, err := c.GetRequest(ctx, id)
-		if errors.Is(err, ErrNoNode) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		reqs = append(reqs, r)
+	reqs, err := getAll(ctx, ids, c.GetRequest)
+	if err != nil {
+		return nil, err
 	}
 	slices.SortStableFunc(reqs, CompareRequests)
 	return reqs, nil

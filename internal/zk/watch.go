@@ -23,18 +23,23 @@ func notify(ch chan struct{}) {
 // the requests again (ListRequests). Watches survive reconnects and are
 // re-armed after a session expiry (with a notification). The channel is closed when ctx is done.
 func (c *Client) WatchRequests(ctx context.Context) <-chan struct{} {
-	return c.watchTree(ctx, RequestRoot)
+	return c.watchTree(ctx, RequestRoot, nil)
 }
 
 // WatchNodes is WatchRequests for /nodepool/nodes: node records added,
 // removed or changed (state in-use, used, hold, ...). Lock changes are not
 // reported.
 func (c *Client) WatchNodes(ctx context.Context) <-chan struct{} {
-	return c.watchTree(ctx, NodeRoot)
+	return c.watchTree(ctx, NodeRoot, nil)
 }
 
-// watchTree watches root's children and each child's data.
-func (c *Client) watchTree(ctx context.Context, root string) <-chan struct{} {
+// treeData receives what watchTree reads: a child's data (on every change)
+// or its deletion (data nil).
+type treeData func(name string, data []byte, version int32)
+
+// watchTree watches root's children and each child's data, telling onData
+// (if set) what it reads.
+func (c *Client) watchTree(ctx context.Context, root string, onData treeData) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	go func() {
 		defer close(ch)
@@ -74,13 +79,20 @@ func (c *Client) watchTree(ctx context.Context, root string) <-chan struct{} {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					c.watchData(cctx, root+"/"+name, fire)
+					var got func([]byte, int32)
+					if onData != nil {
+						got = func(data []byte, version int32) { onData(name, data, version) }
+					}
+					c.watchData(cctx, root+"/"+name, fire, got)
 				}()
 			}
 			for name, cancelChild := range watched {
 				if !seen[name] {
 					cancelChild()
 					delete(watched, name)
+					if onData != nil {
+						onData(name, nil, 0)
+					}
 				}
 			}
 			fire()
@@ -95,15 +107,19 @@ func (c *Client) watchTree(ctx context.Context, root string) <-chan struct{} {
 }
 
 // watchData calls fire whenever p's data changes, until p is deleted or ctx
-// is done. It does not fire for the first read.
-func (c *Client) watchData(ctx context.Context, p string, fire func()) {
+// is done. It does not fire for the first read. got, if set, receives every
+// read, the first included, and nil when p is deleted.
+func (c *Client) watchData(ctx context.Context, p string, fire func(), got func([]byte, int32)) {
 	first := true
 	for {
 		if ctx.Err() != nil {
 			return
 		}
-		_, _, ev, err := c.conn.GetW(c.abs(p))
+		data, st, ev, err := c.conn.GetW(c.abs(p))
 		if errors.Is(err, zk.ErrNoNode) {
+			if got != nil {
+				got(nil, 0)
+			}
 			if !first {
 				fire()
 			}
@@ -115,13 +131,20 @@ func (c *Client) watchData(ctx context.Context, p string, fire func()) {
 			}
 			continue
 		}
-		if !first {
+		if got != nil {
+			got(data, st.Version)
+		}
+		// A cache's reader must hear of a new record once its data is in.
+		if !first || got != nil {
 			fire()
 		}
 		first = false
 		select {
 		case e := <-ev:
 			if e.Type == zk.EventNodeDeleted {
+				if got != nil {
+					got(nil, 0)
+				}
 				fire()
 				return
 			}

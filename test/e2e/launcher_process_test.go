@@ -105,9 +105,9 @@ func TestLauncherProcesses(t *testing.T) {
 		}
 	})
 
+	nodesChanged := zkc.WatchNodes(ctx)
+	// a takes the ten requests; b joins while a is building their nodes.
 	a := startLauncherProcess(t, bin, cfg, env.Kubeconfig, "launcher-a")
-	b := startLauncherProcess(t, bin, cfg, env.Kubeconfig, "launcher-b")
-
 	var ids []string
 	for range 10 {
 		ids = append(ids, z.submit([]string{"pod"}, 100, nil))
@@ -128,11 +128,12 @@ func TestLauncherProcesses(t *testing.T) {
 			break
 		}
 		select {
-		case <-zkc.WatchNodes(ctx):
+		case <-nodesChanged:
 		case <-ctx.Done():
 			t.Fatal("launcher-a never built a node")
 		}
 	}
+	b := startLauncherProcess(t, bin, cfg, env.Kubeconfig, "launcher-b")
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,7 @@ func TestLauncherProcesses(t *testing.T) {
 			break
 		}
 		select {
-		case <-zkc.WatchNodes(ctx):
+		case <-nodesChanged:
 		case <-time.After(time.Second): // namespaces finish deleting without a node event
 		case <-ctx.Done():
 			t.Fatalf("%d nodes and %d namespaces left", len(nodes), len(nsl.Items))

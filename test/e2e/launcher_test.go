@@ -37,6 +37,9 @@ type launcherEnv struct {
 	zk       *zk.Client
 	zuul     *zuul
 	l        *launcher.Launcher
+	// nodesChanged and requestsChanged receive (coalesced) when nodes or
+	// requests change: tests wait on them, never on the clock.
+	nodesChanged, requestsChanged <-chan struct{}
 }
 
 // launcherConfig is the launcher config the tests use, in Nodepool's format.
@@ -118,6 +121,8 @@ func startLauncherWith(t testing.TB, makeConfig func(env *testenv.Env, servers, 
 	if err != nil {
 		t.Fatalf("zk.Connect(%s) = %v", le.servers, err)
 	}
+	le.nodesChanged = le.zk.WatchNodes(ctx)
+	le.requestsChanged = le.zk.WatchRequests(ctx)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	le.l, err = launcher.New(launcher.Options{Config: cfg, ZK: le.zk, Drivers: drivers, Logger: log, CleanupInterval: 2 * time.Second, Hostname: "e2e"})
 	if err != nil {
@@ -165,7 +170,7 @@ func (le *launcherEnv) waitGone(t *testing.T, id, namespace string) {
 			break
 		}
 		select {
-		case <-le.zk.WatchNode(ctx, id):
+		case <-le.nodesChanged:
 		case <-ctx.Done():
 			t.Fatalf("node %s still exists: %v", id, ctx.Err())
 		}
@@ -288,7 +293,7 @@ func TestLauncherDeclineAndFail(t *testing.T) {
 			break
 		}
 		select {
-		case <-le.zk.WatchNodes(ctx):
+		case <-le.nodesChanged:
 		case <-ctx.Done():
 			t.Fatalf("after the failed launch: %d nodes and %d namespaces remain", len(nodes), len(nsl.Items))
 		}
@@ -438,7 +443,7 @@ providers:
 			t.Fatalf("low-priority request while %s is full = %v, want pending", a, r["state"])
 		}
 		select {
-		case <-le.zk.WatchRequests(ctx):
+		case <-le.requestsChanged:
 		case <-ctx.Done():
 			t.Fatalf("low-priority request never became pending")
 		}

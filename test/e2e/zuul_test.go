@@ -135,28 +135,55 @@ func (z *zuul) waitRequest(ctx context.Context, id string) map[string]any {
 	}
 }
 
-// lock takes a kazoo-recipe lock without blocking: it creates an ephemeral
-// sequential "<uuid4 hex>__lock__" contender and holds the lock if it is the
-// lowest. It returns the release function, or false if someone holds it.
-func (z *zuul) lock(lockPath string) (func(), bool) {
+// lock takes a kazoo-recipe lock: it creates an ephemeral sequential
+// "<uuid4 hex>__lock__" contender and holds the lock once it is the lowest,
+// waiting up to timeout (0: not at all) for the contenders before it. It
+// returns the release function, or false if it did not get the lock.
+func (z *zuul) lock(lockPath string, timeout time.Duration) (func(), bool) {
 	z.t.Helper()
 	z.mkdirs(lockPath)
 	me, err := z.conn.Create(z.root+lockPath+"/"+randHex(16)+"__lock__", nil, zk.FlagEphemeral|zk.FlagSequence, zk.WorldACL(zk.PermAll))
 	if err != nil {
 		z.t.Fatalf("zuul: creating lock contender under %s: %v", lockPath, err)
 	}
-	children, _, err := z.conn.Children(z.root + lockPath)
-	if err != nil {
-		z.t.Fatalf("zuul: listing %s: %v", lockPath, err)
-	}
-	seq := func(n string) string { return n[strings.LastIndex(n, "__lock__")+len("__lock__"):] }
-	sort.Slice(children, func(i, j int) bool { return seq(children[i]) < seq(children[j]) })
 	release := func() { _ = z.conn.Delete(me, -1) }
-	if z.root+lockPath+"/"+children[0] != me {
-		release()
-		return nil, false
+	seq := func(n string) string { return n[strings.LastIndex(n, "__lock__")+len("__lock__"):] }
+	deadline := time.After(timeout)
+	for {
+		children, _, err := z.conn.Children(z.root + lockPath)
+		if err != nil {
+			z.t.Fatalf("zuul: listing %s: %v", lockPath, err)
+		}
+		sort.Slice(children, func(i, j int) bool { return seq(children[i]) < seq(children[j]) })
+		if z.root+lockPath+"/"+children[0] == me {
+			return release, true
+		}
+		if timeout == 0 {
+			release()
+			return nil, false
+		}
+		// Wait for the contender just before us to go, as kazoo does.
+		prev := children[0]
+		for _, c := range children {
+			if z.root+lockPath+"/"+c == me {
+				break
+			}
+			prev = c
+		}
+		exists, _, ev, err := z.conn.ExistsW(z.root + lockPath + "/" + prev)
+		if err != nil {
+			z.t.Fatalf("zuul: watching %s: %v", prev, err)
+		}
+		if !exists {
+			continue
+		}
+		select {
+		case <-ev:
+		case <-deadline:
+			release()
+			return nil, false
+		}
 	}
-	return release, true
 }
 
 // acceptNodes does what Zuul does with a fulfilled request: lock every node,
@@ -170,7 +197,7 @@ func (z *zuul) acceptNodes(reqID string, req map[string]any) ([]map[string]any, 
 	var unlocks []func()
 	for _, v := range req["nodes"].([]any) {
 		id := v.(string)
-		unlock, ok := z.lock(zuulNodesRoot + "/" + id + "/lock")
+		unlock, ok := z.lock(zuulNodesRoot+"/"+id+"/lock", 30*time.Second) // as Zuul's lockNode(node, timeout=30)
 		if !ok {
 			z.t.Fatalf("zuul: node %s is locked by someone else", id)
 		}
