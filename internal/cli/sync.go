@@ -11,11 +11,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubepool/kubepool/internal/gitsync"
+	"github.com/kubepool/kubepool/internal/nodeaccess"
+	"github.com/kubepool/kubepool/internal/nodeadmin"
 	"github.com/kubepool/kubepool/internal/podexec"
+	"github.com/kubepool/kubepool/internal/zk"
 )
 
 type syncOptions struct {
 	pod      podOptions
+	zk       zkOptions // for NODE: where the launcher's node records are
 	Pod      string
 	Src      string
 	Dest     string
@@ -30,6 +34,9 @@ type syncOptions struct {
 func (s *syncOptions) AddFlags(cmd *cobra.Command) {
 	s.pod.AddFlags(cmd)
 	cmd.Flags().StringVar(&s.Pod, "pod", "", "pod to sync into (with --namespace), instead of a NODE")
+	cmd.Flags().StringVar(&s.zk.Servers, "zookeeper", "", `for NODE: ZooKeeper holding the node records, "host:port[,host:port...][/chroot]"`)
+	cmd.Flags().StringVar(&s.zk.File, "launcher-config", defaultConfigFile, "for NODE: launcher config whose zookeeper-servers to use (when --zookeeper is not given)")
+	cmd.Flags().DurationVar(&s.zk.Timeout, "zookeeper-timeout", 10*time.Second, "for NODE: how long to try to reach ZooKeeper")
 	cmd.Flags().StringVar(&s.Src, "src", "", "workspace root on this machine: the directory holding the repos (e.g. Zuul's work dir with src/<host>/<project>)")
 	cmd.Flags().StringVar(&s.Dest, "dest", "", "workspace root in the pod, absolute or relative to $HOME there (default: $HOME)")
 	cmd.Flags().IntVar(&s.Parallel, "parallel", 8, "repos pushed at once")
@@ -67,28 +74,58 @@ sidecar (--container git --dest <its mount path>).`,
 			if err := so.Validate(); err != nil {
 				return err
 			}
-			if so.Pod == "" {
-				if len(args) == 0 {
-					return errors.New("want a NODE, or --namespace and --pod")
-				}
-				return fmt.Errorf("node %s: resolving launcher nodes is not wired yet: pass --namespace and --pod (the node's connection_port namespace and pod)", args[0])
-			}
 			log, err := o.logger()
 			if err != nil {
 				return err
 			}
-			repos, err := gitsync.FindRepos(so.Src, args...)
-			if err != nil {
-				return err
+			var (
+				ex     *podexec.Executor
+				target podexec.Target
+			)
+			if so.Pod == "" {
+				// NODE: a pod node of the launcher, reached with its own
+				// token, as its user would.
+				if len(args) == 0 {
+					return errors.New("want a NODE, or --namespace and --pod")
+				}
+				node := args[0]
+				args = args[1:]
+				c, _, err := so.zk.connect(cmd.Context(), cmd, log)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				a, err := nodeaccess.Resolve(cmd.Context(), c, node)
+				if errors.Is(err, zk.ErrNoNode) {
+					return &nodeadmin.UnknownNodeError{ID: node}
+				}
+				if err != nil {
+					return err
+				}
+				if target, err = a.Pod(); err != nil {
+					return err
+				}
+				if ex, err = podexec.New(a.RESTConfig); err != nil {
+					return err
+				}
+				if so.pod.Container != "" {
+					target.Container = so.pod.Container
+				}
+			} else {
+				var ns string
+				if ex, ns, err = so.pod.executor(); err != nil {
+					return err
+				}
+				target = podexec.Target{Namespace: ns, Pod: so.Pod, Container: so.pod.Container}
 			}
-			ex, ns, err := so.pod.executor()
+			repos, err := gitsync.FindRepos(so.Src, args...)
 			if err != nil {
 				return err
 			}
 			ex.PreferSPDY = !so.WebSocket
 			s := &gitsync.Syncer{
 				Exec:     ex,
-				Target:   podexec.Target{Namespace: ns, Pod: so.Pod, Container: so.pod.Container},
+				Target:   target,
 				Dest:     so.Dest,
 				Parallel: so.Parallel,
 				Attempts: so.Attempts,

@@ -17,17 +17,6 @@ import (
 	"github.com/kubepool/kubepool/internal/zk"
 )
 
-// buildKubepool builds the kubepool command into a temporary directory.
-func buildKubepool(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "kubepool")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/kubepool/kubepool/cmd/kubepool")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building kubepool: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // launcherProcess is `kubepool launcher` running as a process of its own.
 type launcherProcess struct {
 	cmd  *exec.Cmd
@@ -78,7 +67,7 @@ func tailString(s string, n int) string {
 // nodes are returned no namespace is left; SIGTERM stops both cleanly.
 func TestLauncherProcesses(t *testing.T) {
 	env := testenv.Cluster(t)
-	bin := buildKubepool(t)
+	bin := kubepoolBinary(t)
 	provider := "e2e-" + randHex(3)
 	servers := env.ZooKeeper + "/kubepool-e2e-" + randHex(4)
 	cfg := filepath.Join(t.TempDir(), "nodepool.yaml")
