@@ -237,15 +237,27 @@ func TestLauncherZuul(t *testing.T) {
 		t.Errorf("pod node resources = %v, want cores 0.1, ram 64, instances 1", pod["resources"])
 	}
 
-	// Zuul's executor: kubeconfig + inventory, then Ansible over kubectl.
+	// Zuul's executor: kubeconfig + inventory, then a playbook with a
+	// command task, run by Ansible over the kubectl connection.
 	dir := t.TempDir()
 	kubeconfig, inventory := executorFiles(t, dir, nodes)
+	playbook := filepath.Join(dir, "playbook.yaml")
+	if err := os.WriteFile(playbook, []byte(`- hosts: all
+  gather_facts: false
+  tasks:
+    - command: git --version
+      register: out
+    - debug:
+        msg: "task said: {{ out.stdout }}"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	kubectlDir := filepath.Dir(le.env.Kubectl)
-	cmd := exec.CommandContext(ctx, "ansible", "-i", inventory, "all", "-m", "command", "-a", "git --version")
+	cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", inventory, playbook)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+kubectlDir+":"+os.Getenv("PATH"), "ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=1")
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "git version") {
-		t.Fatalf("ansible command through the kubectl connection: %v\n%s", err, out)
+	if err != nil || !strings.Contains(string(out), "task said: git version") {
+		t.Fatalf("ansible-playbook with a command task through the kubectl connection: %v\n%s", err, out)
 	}
 
 	// The namespace node's token manages its namespace and nothing else.
