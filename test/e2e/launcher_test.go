@@ -160,7 +160,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // waitGone waits until the node record is deleted and its namespace is gone.
-func (le *launcherEnv) waitGone(t *testing.T, id, namespace string) {
+func (le *launcherEnv) waitGone(t testing.TB, id, namespace string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
