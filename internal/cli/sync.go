@@ -108,6 +108,16 @@ sidecar (--container git --dest <its mount path>).`,
 				if ex, err = podexec.New(a.RESTConfig); err != nil {
 					return err
 				}
+				// A pod with a git sidecar is synced through it, into the
+				// volume every container shares, unless told otherwise.
+				if kc := a.Connection; kc.GitContainer != "" {
+					if so.pod.Container == "" {
+						target.Container = kc.GitContainer
+					}
+					if so.Dest == "" {
+						so.Dest = kc.GitPath
+					}
+				}
 				if so.pod.Container != "" {
 					target.Container = so.pod.Container
 				}

@@ -243,6 +243,19 @@ type PoolLabel struct {
 	// Spec, if set, is the user's whole pod spec; the other pod keys are
 	// then unused.
 	Spec *corev1.PodSpec
+
+	// GitSidecar, if set, adds a git sidecar container to pods of this
+	// label and an emptyDir at its path in every container, so that repos
+	// pushed once into the sidecar (kubepool sync) are seen by all of them,
+	// even by containers whose image has no git (kubepool).
+	GitSidecar *GitSidecar
+}
+
+// GitSidecar is a pod label's git-sidecar key (kubepool).
+type GitSidecar struct {
+	Image     string            // an image with sh, tar and git
+	Path      string            // where the shared volume is mounted, absolute
+	SizeLimit resource.Quantity // of the emptyDir; zero for none
 }
 
 // Load reads and parses the config file at path. A missing file is an error

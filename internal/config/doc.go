@@ -19,7 +19,10 @@
 //     "2Gi"; a bare number keeps Nodepool's unit;
 //   - durations (zookeeper-timeout, max-hold-age, max-ready-age,
 //     boot-timeout) also take Go duration strings such as "90s";
-//   - env items may use valueFrom as well as value.
+//   - env items may use valueFrom as well as value;
+//   - pool labels of type pod may have git-sidecar: {image, path,
+//     size-limit}: a git container and an emptyDir shared by every
+//     container at path, which kubepool sync NODE syncs into by default.
 //
 // Contract: Parse and Load decode strictly (an unknown key, a wrong type, a
 // bad quantity, duration or image reference is an error), then apply

@@ -258,7 +258,7 @@ func (d *decoder) pool(n *yaml.Node, path string) Pool {
 
 // specCompatible are the label keys that may accompany spec: Nodepool builds
 // nothing of its own around a user's pod spec except metadata.
-var specCompatible = map[string]bool{"name": true, "type": true, "spec": true, "labels": true, "dynamic-labels": true, "annotations": true}
+var specCompatible = map[string]bool{"name": true, "type": true, "spec": true, "labels": true, "dynamic-labels": true, "annotations": true, "git-sidecar": true}
 
 func (d *decoder) poolLabel(n *yaml.Node, path string) PoolLabel {
 	var l PoolLabel
@@ -307,7 +307,17 @@ func (d *decoder) poolLabel(n *yaml.Node, path string) PoolLabel {
 		},
 		"labels":         func(v *yaml.Node, p string) { l.Labels = d.strMap(v, p) },
 		"dynamic-labels": func(v *yaml.Node, p string) { l.DynamicLabels = d.strMap(v, p) },
-		"annotations":    func(v *yaml.Node, p string) { l.Annotations = d.strMap(v, p) },
+		"git-sidecar": func(v *yaml.Node, p string) {
+			gs := &GitSidecar{}
+			present := d.object(v, p, keys{
+				"image":      func(v *yaml.Node, p string) { gs.Image = d.str(v, p) },
+				"path":       func(v *yaml.Node, p string) { gs.Path = d.str(v, p) },
+				"size-limit": func(v *yaml.Node, p string) { gs.SizeLimit = d.quantity(v, p, mebibytes) },
+			})
+			d.require(v, p, present, "image", "path")
+			l.GitSidecar = gs
+		},
+		"annotations": func(v *yaml.Node, p string) { l.Annotations = d.strMap(v, p) },
 		"spec": func(v *yaml.Node, p string) {
 			if r := resolve(v); r == nil || r.Kind != yaml.MappingNode {
 				d.mapping(v, p) // report the type

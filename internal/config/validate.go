@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strings"
 
@@ -178,6 +179,17 @@ func (l *PoolLabel) validate(v *errorList, p string) {
 		f := l.DynamicLabels[k]
 		if err := checkFormat(f); err != nil {
 			v.at(p+".dynamic-labels."+k, "%q: %v", f, err)
+		}
+	}
+	if gs := l.GitSidecar; gs != nil {
+		switch {
+		case l.Type != TypePod:
+			v.at(p+".git-sidecar", "only pod labels have pods to add a sidecar to")
+		case !path.IsAbs(gs.Path) || path.Clean(gs.Path) == "/":
+			v.at(p+".git-sidecar.path", "%q: want an absolute path other than /", gs.Path)
+		}
+		if gs.Image != "" {
+			validateImage(v, p+".git-sidecar.image", gs.Image)
 		}
 	}
 	if l.Type != TypePod {

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubepool/kubepool/internal/config"
+	"github.com/kubepool/kubepool/internal/gitsync"
 	"github.com/kubepool/kubepool/internal/kube"
 	"github.com/kubepool/kubepool/internal/zk"
 )
@@ -33,10 +34,13 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 			return fmt.Errorf("recording namespace of node %s: %w", n.ID, err)
 		}
 		start := time.Now()
-		res := l.resource(pw, label, n, r, ns, start)
-		bctx, cancel := context.WithTimeout(ctx, pw.provider.BootTimeout)
-		conn, err := pw.driver.Create(bctx, res)
-		cancel()
+		res, err := l.resource(pw, label, n, r, ns, start)
+		var conn *kube.Connection
+		if err == nil {
+			bctx, cancel := context.WithTimeout(ctx, pw.provider.BootTimeout)
+			conn, err = pw.driver.Create(bctx, res)
+			cancel()
+		}
 		if err == nil {
 			l.setConnection(n, pw, label, conn)
 			n.SetState(zk.NodeReady)
@@ -118,7 +122,7 @@ func tokenFresh(n *zk.Node, lifetime time.Duration) bool {
 }
 
 // resource describes the Kubernetes objects of node n.
-func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node, r *zk.Request, ns string, start time.Time) kube.Resource {
+func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node, r *zk.Request, ns string, start time.Time) (kube.Resource, error) {
 	res := kube.Resource{
 		Kind:        kube.KindNamespace,
 		Owner:       kube.Owner{Provider: pw.provider.Name, Pool: pw.pool.Name, NodeID: n.ID, Label: label.Name, Launcher: l.id},
@@ -126,7 +130,7 @@ func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node,
 		Annotations: label.Annotations,
 	}
 	if label.Type != config.TypePod {
-		return res
+		return res, nil
 	}
 	res.Kind = kube.KindPod
 	res.PodName = kube.DNSLabel(label.Name)
@@ -161,6 +165,18 @@ func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node,
 			TerminationGracePeriodSeconds: &grace,
 		}
 	}
+	if gs := label.GitSidecar; gs != nil {
+		if err := gitsync.AddSidecar(&res.Pod, gitsync.SidecarOptions{Image: gs.Image, MountPath: gs.Path, Command: kube.MachineCommand, SizeLimit: gs.SizeLimit}); err != nil {
+			return res, fmt.Errorf("label %s: %w", label.Name, err)
+		}
+		// kubectl exec (Zuul's Ansible connection) goes to the job's
+		// container, not the sidecar, without being told.
+		ann := map[string]string{"kubectl.kubernetes.io/default-container": res.Pod.Containers[0].Name}
+		for k, v := range res.Annotations {
+			ann[k] = v
+		}
+		res.Annotations = ann
+	}
 	last := start
 	phases := map[kube.Milestone]string{kube.Scheduled: "schedule", kube.Pulled: "image_pull", kube.Started: "container_start", kube.Ready: "ready"}
 	res.Observe = func(m kube.Milestone) {
@@ -168,7 +184,7 @@ func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node,
 		l.metrics.LaunchSeconds.WithLabelValues(label.Name, phases[m]).Observe(now.Sub(last).Seconds())
 		last = now
 	}
-	return res
+	return res, nil
 }
 
 // setConnection fills in what Zuul reads from a ready node.
@@ -179,6 +195,9 @@ func (l *Launcher) setConnection(n *zk.Node, pw *poolWorker, label *config.PoolL
 	}
 	if !conn.SkipTLS {
 		kc.CACert = base64.StdEncoding.EncodeToString(conn.CAData)
+	}
+	if gs := label.GitSidecar; gs != nil && label.Type == config.TypePod {
+		kc.GitContainer, kc.GitPath = gitsync.SidecarContainer, gs.Path
 	}
 	_ = n.SetKubeConnection(kc) // a struct of strings always encodes
 	setTokenExpiry(n, conn.TokenExpiry)

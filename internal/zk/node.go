@@ -179,6 +179,11 @@ type KubeConnection struct {
 	User      string `json:"user"`             // the service account
 	CACert    string `json:"ca_crt,omitempty"` // base64 PEM; absent when skiptls
 	Pod       string `json:"pod,omitempty"`    // the pod, for kubectl nodes
+	// GitContainer and GitPath name the pod's git sidecar and where its
+	// shared volume is mounted, when the label has one (kubepool; Zuul
+	// reads only the keys above).
+	GitContainer string `json:"git_container,omitempty"`
+	GitPath      string `json:"git_path,omitempty"`
 }
 
 // SetKubeConnection sets ConnectionPort to kc.
