@@ -163,7 +163,7 @@ func (l *Launcher) take(ctx context.Context, pw *poolWorker, r *zk.Request, node
 	var reserved []string
 	for i, lb := range launch {
 		n := &zk.Node{Provider: pw.provider.Name, Pool: pw.pool.Name, Type: []string{lb}, State: zk.NodeBuilding,
-			Resources: resourcesMap(pw.pool.Label(lb).Resources())}
+			AllocatedTo: r.ID, Resources: resourcesMap(pw.pool.Label(lb).Resources())}
 		*nodes = append(*nodes, n)
 		key := fmt.Sprintf("reserved:%s:%d", r.ID, i)
 		l.addInflight(key, n)
