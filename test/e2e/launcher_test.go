@@ -483,3 +483,45 @@ providers:
 		t.Errorf("waiting request was served by %v, want %s", nodes[0]["provider"], a)
 	}
 }
+
+// TestLauncherMaxReadyAge: a ready node that waited longer than the label's
+// max-ready-age is deleted, and min-ready launches its replacement.
+func TestLauncherMaxReadyAge(t *testing.T) {
+	le := startLauncherWith(t, func(env *testenv.Env, servers, provider string) string {
+		host, port, _ := strings.Cut(strings.SplitN(servers, "/", 2)[0], ":")
+		return fmt.Sprintf(`
+zookeeper-servers: [{host: %s, port: %s, chroot: /%s}]
+labels: [{name: ns, min-ready: 1, max-ready-age: 3s}]
+providers:
+  - {name: %s, driver: kubernetes, context: kubepool-dev, pools: [{name: main, labels: [{name: ns, type: namespace}]}]}
+`, host, port, strings.SplitN(servers, "/", 2)[1], provider)
+	}, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	first := ""
+	for {
+		nodes, err := le.zk.ListNodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ready []string
+		for _, n := range nodes {
+			if n.State == zk.NodeReady {
+				ready = append(ready, n.ID)
+			}
+		}
+		switch {
+		case first == "" && len(ready) > 0:
+			first = ready[0]
+		case first != "" && len(ready) > 0 && !slices.Contains(ready, first):
+			if _, err := le.zk.GetNode(ctx, first); errors.Is(err, zk.ErrNoNode) {
+				return // recycled and replaced
+			}
+		}
+		select {
+		case <-le.nodesChanged:
+		case <-ctx.Done():
+			t.Fatalf("ready node %s was not recycled after max-ready-age (ready now: %v)", first, ready)
+		}
+	}
+}
