@@ -101,5 +101,9 @@ func runExec(cmd *cobra.Command, o *rootOptions, c *zk.Client, eo execOptions, n
 	if errors.Is(err, podexec.ErrStream) {
 		return &ExitError{Code: ExitStreamBroken, Err: fmt.Errorf("%w: the command may or may not have finished", err)}
 	}
+	if se, ok := errors.AsType[*podexec.StartError](err); ok {
+		// The command never ran; 127 is what a shell says for that.
+		return &ExitError{Code: 127, Err: fmt.Errorf("node %s: %w", node, se)}
+	}
 	return err
 }

@@ -160,7 +160,27 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 	if nf := e.notFound(ctx, t); nf != nil {
 		return nf
 	}
+	if strings.Contains(err.Error(), kubeletStartFailure) {
+		return &StartError{Target: t, Command: cmd, Message: err.Error()}
+	}
 	return &streamError{target: t, err: err}
+}
+
+// kubeletStartFailure is how the kubelet words a command the container
+// runtime could not start (no such executable, for one); it reaches the
+// client as the exec's error status.
+const kubeletStartFailure = "error executing command in container"
+
+// StartError is a command the container runtime could not start: it did
+// not run at all, so, unlike a broken stream, retrying will not help.
+type StartError struct {
+	Target  Target
+	Command []string
+	Message string // the runtime's reason, as the API server relayed it
+}
+
+func (e *StartError) Error() string {
+	return fmt.Sprintf("starting %q in pod %s: %s", e.Command, e.Target, e.Message)
 }
 
 // ErrNotFound is matched by errors about a pod or container that does not

@@ -298,6 +298,10 @@ func TestOpsCLI(t *testing.T) {
 	if res.code != 3 || res.stdout != "out\n" || !strings.Contains(res.stderr, "err\n") {
 		t.Errorf("exec exit 3 = code %d stdout %q stderr %q, want 3, out, err", res.code, res.stdout, res.stderr)
 	}
+	// A command that cannot start: 127, as a shell says, naming it.
+	if res := k.run(ctx, "exec", id, "--", "no-such-command"); res.code != 127 || !strings.Contains(res.stderr, "no-such-command") {
+		t.Errorf("exec no-such-command = code %d stderr %q, want 127 naming the command", res.code, res.stderr)
+	}
 
 	// hold, return refused, release-hold: used, and the launcher deletes it.
 	held := jsonOf[map[string]any](t, k.ok(ctx, "hold", id, "--reason", "looking at a failure", "-o", "json"))

@@ -102,6 +102,12 @@ func TestSmoke(t *testing.T) {
 			if !errors.As(err, &ee) || ee.ExitCode != 3 || !strings.Contains(ee.Stderr, "oops") {
 				t.Errorf("Run(exit 3) = %v, want an *ExecError with exit code 3 and stderr %q", err, "oops")
 			}
+
+			err = ex.Run(t.Context(), target, []string{"no-such-command"}, podexec.Options{})
+			var se *podexec.StartError
+			if !errors.As(err, &se) || errors.Is(err, podexec.ErrStream) || !strings.Contains(err.Error(), "no-such-command") {
+				t.Errorf("Run(no-such-command) = %v, want a *StartError naming it, not a broken stream", err)
+			}
 		})
 	}
 
