@@ -177,7 +177,7 @@ func (c *cluster) debootstrap(ctx context.Context, dst string) error {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("debootstrap %s from %s: %w\n%s", debianSuite, mirror, err, tailBytes(out.Bytes(), 30))
+		return fmt.Errorf("debootstrap %s from %s: %w\n%s", debianSuite, mirror, err, lastLines(out.Bytes(), 30))
 	}
 	for _, junk := range []string{"var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info"} {
 		p := filepath.Join(root, junk)
@@ -222,12 +222,4 @@ func aptMirror() string {
 		}
 	}
 	return "http://deb.debian.org/debian"
-}
-
-func tailBytes(b []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

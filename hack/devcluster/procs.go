@@ -207,11 +207,17 @@ func descendants(parents map[int]int, root int) []int {
 	return out
 }
 
+// tail returns the last n lines of the file at path.
 func tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
+	return lastLines(b, n)
+}
+
+// lastLines returns the last n lines of b.
+func lastLines(b []byte, n int) string {
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

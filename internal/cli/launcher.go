@@ -133,14 +133,10 @@ func runLauncher(ctx context.Context, log *slog.Logger, lo launcherOptions) erro
 
 // connectZooKeeper connects to the config's ZooKeeper ensemble.
 func connectZooKeeper(ctx context.Context, cfg *config.Config, log *slog.Logger, onEvent func(zk.SessionEvent)) (*zk.Client, error) {
-	servers := strings.Join(cfg.ZooKeeper.Addrs(), ",") + cfg.ZooKeeper.Chroot()
-	opts := zk.Options{SessionTimeout: cfg.ZooKeeper.Timeout, Logger: log, OnSessionEvent: onEvent}
-	if t := cfg.ZooKeeper.TLS; t != nil {
-		tc, err := zkTLS(t)
-		if err != nil {
-			return nil, err
-		}
-		opts.TLS = tc
+	opts := zk.Options{Logger: log, OnSessionEvent: onEvent}
+	servers, err := configZooKeeper(cfg, &opts)
+	if err != nil {
+		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -152,6 +148,20 @@ func connectZooKeeper(ctx context.Context, cfg *config.Config, log *slog.Logger,
 		return nil, fmt.Errorf("connecting to ZooKeeper %s: %w", servers, err)
 	}
 	return c, nil
+}
+
+// configZooKeeper returns the connection string of the config's
+// zookeeper-servers and sets opts' session timeout and TLS from it.
+func configZooKeeper(cfg *config.Config, opts *zk.Options) (string, error) {
+	opts.SessionTimeout = cfg.ZooKeeper.Timeout
+	if t := cfg.ZooKeeper.TLS; t != nil {
+		tc, err := zkTLS(t)
+		if err != nil {
+			return "", err
+		}
+		opts.TLS = tc
+	}
+	return strings.Join(cfg.ZooKeeper.Addrs(), ",") + cfg.ZooKeeper.Chroot(), nil
 }
 
 func zkTLS(t *config.ZooKeeperTLS) (*tls.Config, error) {

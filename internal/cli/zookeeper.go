@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -102,13 +101,10 @@ func (z *zkOptions) connect(ctx context.Context, cmd *cobra.Command, log *slog.L
 	}
 	opts := zk.Options{Logger: zlog, LockIdentifier: fmt.Sprintf("kubepool %s on %s (pid %d)", cmd.Name(), host, os.Getpid())}
 	if servers == "" {
-		servers, source = strings.Join(cfg.ZooKeeper.Addrs(), ",")+cfg.ZooKeeper.Chroot(), cfg.File
-		opts.SessionTimeout = cfg.ZooKeeper.Timeout
-		if t := cfg.ZooKeeper.TLS; t != nil {
-			if opts.TLS, err = zkTLS(t); err != nil {
-				return nil, nil, err
-			}
+		if servers, err = configZooKeeper(cfg, &opts); err != nil {
+			return nil, nil, err
 		}
+		source = cfg.File
 	}
 	cctx, cancel := context.WithTimeout(ctx, z.Timeout)
 	defer cancel()

@@ -3,8 +3,29 @@ package zk
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
+
+	"github.com/go-zookeeper/zk"
 )
+
+// childIDs returns the names of root's children, sorted; none if root does
+// not exist yet.
+func (c *Client) childIDs(ctx context.Context, root string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ids, _, err := c.conn.Children(c.abs(root))
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", root, zkErr(err))
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
 
 // listConcurrency bounds the reads a listing has in flight: go-zookeeper
 // pipelines them on the one connection, so a listing of n records costs

@@ -243,18 +243,7 @@ func (c *Client) CreateNode(ctx context.Context, n *Node) error {
 
 // NodeIDs returns the ids of all nodes, sorted.
 func (c *Client) NodeIDs(ctx context.Context) ([]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	ids, _, err := c.conn.Children(c.abs(NodeRoot))
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", NodeRoot, zkErr(err))
-	}
-	slices.Sort(ids)
-	return ids, nil
+	return c.childIDs(ctx, NodeRoot)
 }
 
 // GetNode reads one node and its lock state. A node znode without data

@@ -148,18 +148,7 @@ func (c *Client) SubmitRequest(ctx context.Context, r *Request, priority int) er
 // RequestIDs returns the ids of all requests, sorted by name as Nodepool's
 // getNodeRequests does (priority, then sequence).
 func (c *Client) RequestIDs(ctx context.Context) ([]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	ids, _, err := c.conn.Children(c.abs(RequestRoot))
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", RequestRoot, zkErr(err))
-	}
-	slices.Sort(ids)
-	return ids, nil
+	return c.childIDs(ctx, RequestRoot)
 }
 
 // ListRequests returns every request, in the order a launcher should take
