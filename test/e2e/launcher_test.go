@@ -44,13 +44,7 @@ type launcherEnv struct {
 
 // launcherConfig is the launcher config the tests use, in Nodepool's format.
 func launcherConfig(env *testenv.Env, servers, provider string, minReady int) string {
-	host, port, _ := strings.Cut(strings.SplitN(servers, "/", 2)[0], ":")
-	chroot := "/" + strings.SplitN(servers, "/", 2)[1]
-	return fmt.Sprintf(`
-zookeeper-servers:
-  - host: %s
-    port: %s
-    chroot: %s
+	return zkServersYAML(servers) + fmt.Sprintf(`
 labels:
   - name: pod
     min-ready: %d
@@ -79,7 +73,15 @@ providers:
           - name: broken
             type: pod
             image: %s/kubepool/does-not-exist:1
-`, host, port, chroot, minReady, provider, env.MachineImage, env.Registry)
+`, minReady, provider, env.MachineImage, env.Registry)
+}
+
+// zkServersYAML is the zookeeper-servers line of a launcher config for
+// servers, "host:port/chroot".
+func zkServersYAML(servers string) string {
+	hostPort, chroot, _ := strings.Cut(servers, "/")
+	host, port, _ := strings.Cut(hostPort, ":")
+	return fmt.Sprintf("zookeeper-servers: [{host: %s, port: %s, chroot: /%s}]\n", host, port, chroot)
 }
 
 func startLauncher(t testing.TB, minReady int) *launcherEnv {
@@ -416,14 +418,12 @@ func TestLauncherWarmPool(t *testing.T) {
 func TestLauncherAffinityAndPriority(t *testing.T) {
 	var low, high string
 	le := startLauncherWith(t, func(env *testenv.Env, servers, provider string) string {
-		host, port, _ := strings.Cut(strings.SplitN(servers, "/", 2)[0], ":")
-		return fmt.Sprintf(`
-zookeeper-servers: [{host: %s, port: %s, chroot: /%s}]
+		return zkServersYAML(servers) + fmt.Sprintf(`
 labels: [{name: ns}]
 providers:
   - {name: %s-a, driver: kubernetes, context: kubepool-dev, max-servers: 1, pools: [{name: main, labels: [{name: ns, type: namespace}]}]}
   - {name: %s-b, driver: kubernetes, context: kubepool-dev, max-servers: 1, pools: [{name: main, labels: [{name: ns, type: namespace}]}]}
-`, host, port, strings.SplitN(servers, "/", 2)[1], provider, provider)
+`, provider, provider)
 	}, func(z *zuul, provider string) {
 		// Written before the launcher starts, low priority first, both
 		// preferring provider a, which has room for one node.
@@ -488,13 +488,11 @@ providers:
 // max-ready-age is deleted, and min-ready launches its replacement.
 func TestLauncherMaxReadyAge(t *testing.T) {
 	le := startLauncherWith(t, func(env *testenv.Env, servers, provider string) string {
-		host, port, _ := strings.Cut(strings.SplitN(servers, "/", 2)[0], ":")
-		return fmt.Sprintf(`
-zookeeper-servers: [{host: %s, port: %s, chroot: /%s}]
+		return zkServersYAML(servers) + fmt.Sprintf(`
 labels: [{name: ns, min-ready: 1, max-ready-age: 3s}]
 providers:
   - {name: %s, driver: kubernetes, context: kubepool-dev, pools: [{name: main, labels: [{name: ns, type: namespace}]}]}
-`, host, port, strings.SplitN(servers, "/", 2)[1], provider)
+`, provider)
 	}, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()

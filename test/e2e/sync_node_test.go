@@ -47,9 +47,7 @@ func TestSyncNodeSidecar(t *testing.T) {
 	var image string
 	le := startLauncherWith(t, func(env *testenv.Env, servers, provider string) string {
 		image = nogitImage(t, env)
-		host, port, _ := strings.Cut(strings.SplitN(servers, "/", 2)[0], ":")
-		return fmt.Sprintf(`
-zookeeper-servers: [{host: %s, port: %s, chroot: /%s}]
+		return zkServersYAML(servers) + fmt.Sprintf(`
 labels: [{name: nogit}]
 providers:
   - name: %s
@@ -62,7 +60,7 @@ providers:
             type: pod
             image: %s
             git-sidecar: {image: %q, path: /srv/ws}
-`, host, port, strings.SplitN(servers, "/", 2)[1], provider, image, env.MachineImage)
+`, provider, image, env.MachineImage)
 	}, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
