@@ -101,6 +101,15 @@ func (c *Cache[T]) Subscribe() <-chan struct{} {
 	return ch
 }
 
+// Get returns the cached record with the given id, if there is one. The
+// record is the cache's: read it, do not change it.
+func (c *Cache[T]) Get(id string) (*T, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.items[id]
+	return v, ok
+}
+
 // Snapshot returns the cached records in id order. The records are the
 // cache's: read them, do not change them.
 func (c *Cache[T]) Snapshot() []*T {

@@ -407,18 +407,20 @@ func zkErr(err error) error {
 // ensurePath creates the server path p (chroot included) and its ancestors
 // as empty persistent znodes, as kazoo's ensure_path does.
 func (c *Client) ensurePath(ctx context.Context, p string) error {
-	cur := ""
-	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
-		if part == "" {
-			continue
-		}
-		cur += "/" + part
-		if err := ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// The path, or all but its last part, usually exists: try it first
+	// (one round trip), and make the parents only when they are missing.
+	_, err := c.conn.Create(p, nil, 0, zk.WorldACL(zk.PermAll))
+	if errors.Is(err, zk.ErrNoNode) && path.Dir(p) != "/" {
+		if err := c.ensurePath(ctx, path.Dir(p)); err != nil {
 			return err
 		}
-		if _, err := c.conn.Create(cur, nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-			return fmt.Errorf("creating %s: %w", cur, zkErr(err))
-		}
+		_, err = c.conn.Create(p, nil, 0, zk.WorldACL(zk.PermAll))
+	}
+	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("creating %s: %w", p, zkErr(err))
 	}
 	return nil
 }

@@ -136,24 +136,43 @@ func (c *Client) acquire(ctx context.Context, dir string, makeParents, wait bool
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if makeParents {
-		if err := c.ensurePath(ctx, c.abs(dir)); err != nil {
-			return nil, err
-		}
-	} else if _, err := c.conn.Create(c.abs(dir), nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-		return nil, zkErr(err)
-	}
-
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	prefix := hex.EncodeToString(b) + lockMarker
 	l := &Lock{c: c, dir: dir}
+
+	// Fast path, for the lock of a new request or node: its directory does
+	// not exist yet, so it is made together with our contender in one
+	// transaction, and the contender, alone in it, holds the lock. One round
+	// trip instead of three (directory, contender, listing).
+	tried := false
+	resp, err := c.conn.Multi(
+		&zk.CreateRequest{Path: c.abs(dir), Acl: zk.WorldACL(zk.PermAll)},
+		&zk.CreateRequest{Path: c.abs(dir + "/" + prefix), Data: []byte(c.opts.LockIdentifier), Acl: zk.WorldACL(zk.PermAll), Flags: zk.FlagEphemeral | zk.FlagSequence},
+	)
+	switch {
+	case err == nil && len(resp) == 2:
+		l.name = path.Base(resp[1].String)
+		return l, nil
+	case errors.Is(err, zk.ErrNodeExists):
+		// The directory exists: contend as usual.
+	case errors.Is(err, zk.ErrNoNode) && !makeParents:
+		return nil, zkErr(err)
+	case errors.Is(err, zk.ErrNoNode):
+		if err := c.ensurePath(ctx, c.abs(dir)); err != nil {
+			return nil, err
+		}
+	default:
+		// A lost reply: the transaction may have been applied; look for
+		// our contender below (the directory is made there if missing).
+		tried = true
+	}
+
 	cleanup := func() {
 		if l.name != "" {
 			_ = c.conn.Delete(c.abs(l.Path()), -1)
 		}
 	}
-	tried := false
 	for {
 		if err := ctx.Err(); err != nil {
 			cleanup()
@@ -172,6 +191,18 @@ func (c *Client) acquire(ctx context.Context, dir string, makeParents, wait bool
 		if l.name == "" {
 			tried = true
 			name, err := c.createContender(dir, prefix)
+			if errors.Is(err, ErrNoNode) {
+				// No directory (the fast path's reply was lost before it
+				// was applied): make it and enter again.
+				if makeParents {
+					if err := c.ensurePath(ctx, c.abs(dir)); err != nil {
+						return nil, err
+					}
+				} else if _, err := c.conn.Create(c.abs(dir), nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+					return nil, zkErr(err)
+				}
+				continue
+			}
 			if err != nil {
 				if isRetryable(err) {
 					if err := c.retryWait(ctx, 100*time.Millisecond); err != nil {

@@ -449,6 +449,54 @@ func TestLockInterop(t *testing.T) {
 	}
 }
 
+// TestLockNewDirectory: the lock of a new request or node, whose directory
+// does not exist yet, is taken in one transaction with its contender. Zuul
+// sees it held by a kazoo-shaped contender and takes it once released; the
+// first lock of all, with /nodepool/requests-lock itself missing, makes the
+// parents first.
+func TestLockNewDirectory(t *testing.T) {
+	servers := testenv.ZooKeeper(t)
+	ctx := deadline(t)
+	z := newZuul(t, servers)
+	c := connect(t, servers, zk.Options{LockIdentifier: "kubepool-test"})
+	for i := range 2 {
+		reqID := z.submit([]string{"x"}, 100, nil)
+		dir := "/nodepool/requests-lock/" + reqID
+		if ok, _, _ := z.conn.Exists(z.p(dir)); ok {
+			t.Fatalf("lock %d: %s exists before the first lock", i, dir)
+		}
+		l, r, err := c.TryLockRequest(ctx, reqID)
+		if err != nil {
+			t.Fatalf("lock %d: TryLockRequest() = %v", i, err)
+		}
+		if r.ID != reqID || r.State != zk.RequestRequested {
+			t.Errorf("lock %d: request read under the lock = %s %s, want %s requested", i, r.ID, r.State, reqID)
+		}
+		ch, _, err := z.conn.Children(z.p(dir))
+		if err != nil || len(ch) != 1 || !strings.Contains(ch[0], "__lock__") {
+			t.Fatalf("lock %d: contenders = %v, %v; want one kazoo contender", i, ch, err)
+		}
+		if data, st, err := z.conn.Get(z.p(dir + "/" + ch[0])); err != nil || string(data) != "kubepool-test" || st.EphemeralOwner == 0 {
+			t.Errorf("lock %d: contender data %q, ephemeral owner %v, err %v", i, data, st, err)
+		}
+		if _, ok := z.lock(dir); ok {
+			t.Errorf("lock %d: zuul took a lock kubepool holds", i)
+		}
+		if _, _, err := c.TryLockRequest(ctx, reqID); !errors.Is(err, zk.ErrLocked) {
+			t.Errorf("lock %d: second TryLockRequest() = %v, want ErrLocked", i, err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		release, ok := z.lock(dir)
+		if !ok {
+			t.Errorf("lock %d: zuul could not take the lock after Release", i)
+		} else {
+			release()
+		}
+	}
+}
+
 func TestListRequestsOrder(t *testing.T) {
 	servers := testenv.ZooKeeper(t)
 	ctx := deadline(t)
