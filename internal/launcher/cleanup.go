@@ -37,14 +37,17 @@ func (l *Launcher) cleanupLoop(ctx context.Context) error {
 // cleanup deletes what should go, returns stranded ready nodes to the pool
 // and tops up min-ready labels.
 func (l *Launcher) cleanup(ctx context.Context) error {
+	var err error
 	nodes := l.nodesView()
-	comps, err := l.zk.ListComponents(ctx, zk.KindLauncher)
-	if err != nil {
-		return err
-	}
-	live := map[string]bool{}
-	for _, c := range comps {
-		live[c.ID] = true
+	// The registered pools are listed only if a building node needs them.
+	var live map[string]bool
+	for _, n := range nodes {
+		if (n.State == zk.NodeInit || n.State == zk.NodeBuilding) && n.ID != "" && !l.isBusy(n.ID) {
+			if live, err = l.livePools(ctx, n.Launcher); err != nil {
+				return err
+			}
+			break
+		}
 	}
 	reqs := l.updateGauges(nodes)
 	l.resetLostRequests(ctx, reqs)
@@ -69,6 +72,27 @@ func (l *Launcher) cleanup(ctx context.Context) error {
 	return l.topUp(ctx, nodes)
 }
 
+// livePools returns the ids of the registered pool workers. A node's
+// "launcher" is the pool worker that made it, as in Nodepool. The list is
+// kept for one cleanup interval, and read again sooner if it does not hold
+// id (a pool that registered since): a pool that went away is noticed
+// within an interval. Only the cleanup loop calls it.
+func (l *Launcher) livePools(ctx context.Context, id string) (map[string]bool, error) {
+	if l.live != nil && l.live[id] && time.Since(l.liveAt) < l.interval {
+		return l.live, nil
+	}
+	comps, err := l.zk.ListComponents(ctx, zk.KindPool)
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]bool{}
+	for _, c := range comps {
+		live[c.ID] = true
+	}
+	l.live, l.liveAt = live, time.Now()
+	return live, nil
+}
+
 // doomed says why node n should be deleted now, or "". live holds the ids
 // of the launchers registered in ZooKeeper.
 func (l *Launcher) doomed(n *zk.Node, live map[string]bool, now time.Time) string {
@@ -79,7 +103,7 @@ func (l *Launcher) doomed(n *zk.Node, live map[string]bool, now time.Time) strin
 	case zk.NodeDeleting, zk.NodeFailed, zk.NodeAborted:
 		return n.State
 	case zk.NodeInit, zk.NodeBuilding:
-		if !live[n.Launcher] {
+		if live != nil && !live[n.Launcher] { // nil: not listed, not known
 			return "orphaned by launcher " + n.Launcher
 		}
 	case zk.NodeReady:
@@ -108,6 +132,12 @@ func firstType(n *zk.Node) string {
 // deallocateIfLost returns a ready node to the pool when the request it was
 // allocated to is gone (Zuul gave up on it before taking the node).
 func (l *Launcher) deallocateIfLost(ctx context.Context, n *zk.Node) {
+	// The request cache answers for requests that exist (the usual case,
+	// on every pass, for every node between fulfilment and Zuul taking
+	// it); only a request missing from it is looked up in ZooKeeper.
+	if _, ok := l.requests.Get(n.AllocatedTo); ok {
+		return
+	}
 	if _, err := l.zk.GetRequest(ctx, n.AllocatedTo); !errors.Is(err, zk.ErrNoNode) {
 		return
 	}
@@ -237,7 +267,7 @@ func (l *Launcher) sweep(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		nodes, err := l.zk.ListNodes(ctx)
+		nodes, err := l.zk.ListNodeRecords(ctx)
 		if err != nil {
 			return err
 		}

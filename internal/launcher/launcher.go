@@ -69,6 +69,11 @@ type Launcher struct {
 
 	wg sync.WaitGroup // launch, fulfil and delete goroutines
 
+	// live and liveAt cache the registered pools for the cleanup loop
+	// (see livePools).
+	live   map[string]bool
+	liveAt time.Time
+
 	// sem bounds the requests being locked and given nodes at once.
 	sem chan struct{}
 

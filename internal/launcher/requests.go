@@ -353,7 +353,7 @@ func (l *Launcher) assign(ctx context.Context, pw *poolWorker, r *zk.Request, wa
 func (l *Launcher) newNode(ctx context.Context, pw *poolWorker, label string, r *zk.Request) (*slot, error) {
 	n := &zk.Node{
 		Provider: pw.provider.Name, Pool: pw.pool.Name, Type: []string{label},
-		Launcher: l.id, Cloud: "kubernetes", Attributes: pw.pool.NodeAttributes,
+		Launcher: pw.id, Cloud: "kubernetes", Attributes: pw.pool.NodeAttributes,
 		Resources: resourcesMap(pw.pool.Label(label).Resources()),
 	}
 	if r != nil {
