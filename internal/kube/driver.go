@@ -12,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -48,11 +49,23 @@ type Driver struct {
 
 // NewDriver returns a Driver for the cluster cfg points at.
 func NewDriver(cfg *rest.Config) (*Driver, error) {
-	if cfg.QPS == 0 {
-		// client-go's default (5/s, bursts of 10) would make the launcher,
-		// not the API server, the limit: a node is about eight calls.
+	if cfg.QPS == 0 && cfg.RateLimiter == nil {
+		// No client-side rate limit: client-go's default (5/s, bursts of
+		// 10), or any fixed one, would make the launcher, not the API
+		// server, the limit on a burst (a node is five to eight calls).
+		// The API server protects itself with Priority and Fairness, which
+		// queues the launcher's calls in its own flow and answers 429 with
+		// Retry-After when it must (client-go waits and retries those), and
+		// the launcher bounds how many requests it works on at once.
 		cfg = rest.CopyConfig(cfg)
-		cfg.QPS, cfg.Burst = 100, 200
+		cfg.QPS = -1
+	}
+	if cfg.ContentType == "" {
+		// Protocol buffers, as Kubernetes' own controllers speak: cheaper
+		// than JSON to encode and decode on both ends.
+		cfg = rest.CopyConfig(cfg)
+		cfg.ContentType = runtime.ContentTypeProtobuf
+		cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
