@@ -25,6 +25,7 @@ type Env struct {
 	MachineImage string // an image with sh, git and python3, pullable by the cluster
 	ZooKeeper    string // host:port of the dev cluster's ZooKeeper
 	Kubectl      string // path of the kubectl binary built with the cluster
+	StateDir     string // hack/devcluster's state directory (pids, logs)
 }
 
 // envFile is what hack/devcluster writes when the cluster is up.
@@ -102,6 +103,7 @@ func loadCluster() (*Env, error) {
 		Kubeconfig: f.Kubeconfig, RESTConfig: cfg, Client: cs,
 		APIServer: f.APIServer, Node: f.Node, NodeIP: f.NodeIP,
 		Registry: f.Registry, MachineImage: f.MachineImage, ZooKeeper: f.ZooKeeper, Kubectl: f.Kubectl,
+		StateDir: filepath.Dir(path),
 	}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,9 +38,34 @@ type launcherEnv struct {
 	zk       *zk.Client
 	zuul     *zuul
 	l        *launcher.Launcher
-	// nodesChanged and requestsChanged receive (coalesced) when nodes or
-	// requests change: tests wait on them, never on the clock.
+	ctx      context.Context // until the test ends
+
+	watchOnce                     sync.Once
 	nodesChanged, requestsChanged <-chan struct{}
+}
+
+// watches returns channels that receive (coalesced) when nodes or requests
+// change: tests wait on them, never on the clock. They are started on first
+// use, so that a benchmark that does not wait on them does not pay for
+// them in ZooKeeper.
+func (le *launcherEnv) watches() (nodes, requests <-chan struct{}) {
+	le.watchOnce.Do(func() {
+		le.nodesChanged = le.zk.WatchNodes(le.ctx)
+		le.requestsChanged = le.zk.WatchRequests(le.ctx)
+	})
+	return le.nodesChanged, le.requestsChanged
+}
+
+// nodesCh is the first of watches.
+func (le *launcherEnv) nodesCh() <-chan struct{} {
+	n, _ := le.watches()
+	return n
+}
+
+// requestsCh is the second of watches.
+func (le *launcherEnv) requestsCh() <-chan struct{} {
+	_, r := le.watches()
+	return r
 }
 
 // launcherConfig is the launcher config the tests use, in Nodepool's format.
@@ -123,8 +149,7 @@ func startLauncherWith(t testing.TB, makeConfig func(env *testenv.Env, servers, 
 	if err != nil {
 		t.Fatalf("zk.Connect(%s) = %v", le.servers, err)
 	}
-	le.nodesChanged = le.zk.WatchNodes(ctx)
-	le.requestsChanged = le.zk.WatchRequests(ctx)
+	le.ctx = ctx
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	le.l, err = launcher.New(launcher.Options{Config: cfg, ZK: le.zk, Drivers: drivers, Logger: log, CleanupInterval: 2 * time.Second, Hostname: "e2e"})
 	if err != nil {
@@ -172,7 +197,7 @@ func (le *launcherEnv) waitGone(t testing.TB, id, namespace string) {
 			break
 		}
 		select {
-		case <-le.nodesChanged:
+		case <-le.nodesCh():
 		case <-ctx.Done():
 			t.Fatalf("node %s still exists: %v", id, ctx.Err())
 		}
@@ -307,7 +332,7 @@ func TestLauncherDeclineAndFail(t *testing.T) {
 			break
 		}
 		select {
-		case <-le.nodesChanged:
+		case <-le.nodesCh():
 		case <-ctx.Done():
 			t.Fatalf("after the failed launch: %d nodes and %d namespaces remain", len(nodes), len(nsl.Items))
 		}
@@ -455,7 +480,7 @@ providers:
 			t.Fatalf("low-priority request while %s is full = %v, want pending", a, r["state"])
 		}
 		select {
-		case <-le.requestsChanged:
+		case <-le.requestsCh():
 		case <-ctx.Done():
 			t.Fatalf("low-priority request never became pending")
 		}
@@ -517,7 +542,7 @@ providers:
 			}
 		}
 		select {
-		case <-le.nodesChanged:
+		case <-le.nodesCh():
 		case <-ctx.Done():
 			t.Fatalf("ready node %s was not recycled after max-ready-age (ready now: %v)", first, ready)
 		}

@@ -81,8 +81,14 @@ func (z *zuul) submit(labels []string, priority int, extra map[string]any) strin
 		d[k] = v
 	}
 	data, _ := json.Marshal(d)
-	z.mkdirs(zuulRequestRoot)
-	path, err := z.conn.Create(fmt.Sprintf("%s%s/%03d-", z.root, zuulRequestRoot, priority), data, zk.FlagSequence, zk.WorldACL(zk.PermAll))
+	// As Zuul's kazoo create(..., makepath=True): the parents are made
+	// only when the create finds them missing.
+	p := fmt.Sprintf("%s%s/%03d-", z.root, zuulRequestRoot, priority)
+	path, err := z.conn.Create(p, data, zk.FlagSequence, zk.WorldACL(zk.PermAll))
+	if errors.Is(err, zk.ErrNoNode) {
+		z.mkdirs(zuulRequestRoot)
+		path, err = z.conn.Create(p, data, zk.FlagSequence, zk.WorldACL(zk.PermAll))
+	}
 	if err != nil {
 		z.t.Fatalf("zuul: submitting request: %v", err)
 	}
