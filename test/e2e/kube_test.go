@@ -11,6 +11,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -117,6 +118,74 @@ func TestKubeNamespaceScoping(t *testing.T) {
 	}
 	if _, err := env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err == nil {
 		t.Fatalf("namespace %s still exists after Delete with wait", ns)
+	}
+}
+
+// TestKubeDeleteStopsPods: deleting a node stops its pods with a short
+// grace period, not the one their spec asks for (a job's pod that ignores
+// SIGTERM and asks for 30 s would otherwise hold the namespace, and the
+// node's quota, that long), and still waits until the namespace is gone.
+func TestKubeDeleteStopsPods(t *testing.T) {
+	env := testenv.Cluster(t)
+	d := newDriver(t, env)
+	ctx := t.Context()
+	ns := uniqueNS("e2e-del")
+	owner := kube.Owner{Provider: "e2e", Pool: "main", NodeID: "0000000002", Label: "namespace", Launcher: "e2e"}
+	t.Cleanup(func() { _ = d.Delete(context.Background(), ns, false) })
+	if _, err := d.Create(ctx, kube.Resource{Kind: kube.KindNamespace, Owner: owner, Namespace: ns}); err != nil {
+		t.Fatalf("Create(namespace) = %v", err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "stubborn"},
+		Spec: corev1.PodSpec{
+			Containers:                    []corev1.Container{{Name: "c", Image: env.MachineImage, Command: []string{"/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"}}},
+			AutomountServiceAccountToken:  ptr(false),
+			TerminationGracePeriodSeconds: ptr(int64(30)),
+		},
+	}
+	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.WaitForPod(ctx, env.Client, ns, pod.Name); err != nil {
+		t.Fatal(err)
+	}
+	w, err := env.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + pod.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	// The deletion grace periods the pod was given, in order, read while
+	// Delete runs.
+	gracesCh := make(chan []int64, 1)
+	go func() {
+		var graces []int64
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && p.DeletionGracePeriodSeconds != nil {
+				if n := len(graces); n == 0 || graces[n-1] != *p.DeletionGracePeriodSeconds {
+					graces = append(graces, *p.DeletionGracePeriodSeconds)
+				}
+			}
+			if ev.Type == watch.Deleted || ev.Type == watch.Error {
+				break
+			}
+		}
+		gracesCh <- graces
+	}()
+	if err := d.Delete(ctx, ns, true); err != nil {
+		t.Fatalf("Delete(%s, wait) = %v", ns, err)
+	}
+	if _, err := env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err == nil {
+		t.Fatalf("namespace %s still exists after Delete with wait", ns)
+	}
+	var graces []int64
+	select {
+	case graces = <-gracesCh:
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	want := int64(kube.PodStopGrace / time.Second)
+	if len(graces) == 0 || graces[0] != want {
+		t.Errorf("the pod's deletion grace periods, in order = %v; want %d first", graces, want)
 	}
 }
 
