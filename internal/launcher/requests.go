@@ -380,25 +380,46 @@ func (l *Launcher) fulfil(ctx context.Context, pw *poolWorker, reqLock *zk.Lock,
 	defer l.release(r.ID)
 	defer func() { _ = reqLock.Release(context.WithoutCancel(ctx)) }()
 	errs := make([]error, len(slots))
-	var wg sync.WaitGroup
 	source := "warm"
+	all := make([]int, len(slots))
 	for i, s := range slots {
+		all[i] = i
 		if !s.warm {
 			source = "launched"
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if s.warm {
-				if !tokenFresh(s.node, pw.driver.TokenExpiration) {
-					errs[i] = l.refreshToken(ctx, pw, s.node)
-				}
-			} else {
-				errs[i] = l.launch(ctx, pw, s.node, r)
-			}
-		}()
 	}
-	wg.Wait()
+	l.prepareSlots(ctx, pw, r, slots, all, errs)
+	// A node that failed all its launch attempts stays failed (the cleanup
+	// deletes it, its reason in its record) and the request gets one fresh
+	// node in its place, once: a failure that is not the label's fault
+	// (a node lost, a kubelet hiccup) does not cost the job, and one that
+	// is (a missing image) ends in a decline after two nodes, not a loop.
+	if ctx.Err() == nil {
+		var again []int
+		for i, s := range slots {
+			if errs[i] == nil || s.warm {
+				continue
+			}
+			label := firstType(s.node)
+			if why := l.quotaShort(pw, l.nodesView(), []string{label}); why != "" {
+				l.log.Info("no fresh node for the request: quota", "request", r.ID, "label", label, "why", why)
+				continue
+			}
+			_ = s.lock.Release(context.WithoutCancel(ctx))
+			l.release(s.node.ID)
+			ns, err := l.newNode(ctx, pw, label, r)
+			if err != nil {
+				// The slot stays as it was; releasing its lock again below
+				// is harmless.
+				errs[i] = errors.Join(errs[i], err)
+				continue
+			}
+			l.log.Info("launching a fresh node for the request", "request", r.ID, "label", label, "failed_node", s.node.ID, "node", ns.node.ID)
+			slots[i], errs[i] = ns, nil
+			again = append(again, i)
+		}
+		l.prepareSlots(ctx, pw, r, slots, again, errs)
+	}
 	ids := make([]string, len(slots))
 	for i, s := range slots {
 		ids[i] = s.node.ID
@@ -430,6 +451,26 @@ func (l *Launcher) fulfil(ctx context.Context, pw *poolWorker, reqLock *zk.Lock,
 	}
 	l.metrics.FulfilSeconds.WithLabelValues(source).Observe(time.Since(start).Seconds())
 	l.log.Info("fulfilled request", "request", r.ID, "nodes", ids, "labels", r.NodeTypes, "source", source, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// prepareSlots makes the slots at idx usable, side by side: warm nodes get
+// a fresh token if theirs has aged, new nodes are launched. errs[i] is set
+// for slot i.
+func (l *Launcher) prepareSlots(ctx context.Context, pw *poolWorker, r *zk.Request, slots []*slot, idx []int, errs []error) {
+	var wg sync.WaitGroup
+	for _, i := range idx {
+		s := slots[i]
+		wg.Go(func() {
+			if s.warm {
+				if !tokenFresh(s.node, pw.driver.TokenExpiration) {
+					errs[i] = l.refreshToken(ctx, pw, s.node)
+				}
+			} else {
+				errs[i] = l.launch(ctx, pw, s.node, r)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // giveBack deallocates the slots' nodes that became ready, so that they

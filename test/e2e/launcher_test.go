@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -38,6 +39,7 @@ type launcherEnv struct {
 	zk       *zk.Client
 	zuul     *zuul
 	l        *launcher.Launcher
+	metrics  *launcher.Metrics
 	ctx      context.Context // until the test ends
 
 	watchOnce                     sync.Once
@@ -151,7 +153,8 @@ func startLauncherWith(t testing.TB, makeConfig func(env *testenv.Env, servers, 
 	}
 	le.ctx = ctx
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	le.l, err = launcher.New(launcher.Options{Config: cfg, ZK: le.zk, Drivers: drivers, Logger: log, CleanupInterval: 2 * time.Second, Hostname: "e2e"})
+	le.metrics = launcher.NewMetrics(nil)
+	le.l, err = launcher.New(launcher.Options{Config: cfg, ZK: le.zk, Drivers: drivers, Logger: log, Metrics: le.metrics, CleanupInterval: 2 * time.Second, Hostname: "e2e"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,6 +319,11 @@ func TestLauncherDeclineAndFail(t *testing.T) {
 	id = le.zuul.submit([]string{"broken"}, 100, nil)
 	if req := le.zuul.waitRequest(ctx, id); req["state"] != "failed" {
 		t.Errorf("request for a label whose image is missing = %v, want failed", req)
+	}
+	// Its node failed both its attempts, and so did the one fresh node the
+	// request got in its place: then it was declined.
+	if got := testutil.ToFloat64(le.metrics.Launches.WithLabelValues("broken", "failed")); got != 2 {
+		t.Errorf("failed launches of label broken = %v, want 2 (the node, and one fresh node for the request)", got)
 	}
 	// The failed node and both attempts' namespaces are cleaned up.
 	sel := kube.ProviderSelector(le.provider).String()
