@@ -16,10 +16,13 @@ func (l *Launcher) cleanupLoop(ctx context.Context) error {
 	defer tick.Stop()
 	var lastSweep time.Time
 	for {
-		if err := l.cleanup(ctx); err != nil && ctx.Err() == nil {
+		// Every interval, a full pass: also the checks that cost a
+		// ZooKeeper read per node (abandoned in-use nodes) and the sweep.
+		full := time.Since(lastSweep) >= l.interval
+		if err := l.cleanup(ctx, full); err != nil && ctx.Err() == nil {
 			l.log.Warn("cleaning up nodes", "err", err)
 		}
-		if time.Since(lastSweep) >= l.interval {
+		if full {
 			lastSweep = time.Now()
 			if err := l.sweep(ctx); err != nil && ctx.Err() == nil {
 				l.log.Warn("sweeping leaked namespaces", "err", err)
@@ -35,8 +38,9 @@ func (l *Launcher) cleanupLoop(ctx context.Context) error {
 }
 
 // cleanup deletes what should go, returns stranded ready nodes to the pool
-// and tops up min-ready labels.
-func (l *Launcher) cleanup(ctx context.Context) error {
+// and tops up min-ready labels. A full pass also looks for abandoned in-use
+// nodes.
+func (l *Launcher) cleanup(ctx context.Context, full bool) error {
 	var err error
 	nodes := l.nodesView()
 	// The registered pools are listed only if a building node needs them.
@@ -57,7 +61,13 @@ func (l *Launcher) cleanup(ctx context.Context) error {
 		if pw == nil || n.Locked || l.isBusy(n.ID) || n.ID == "" {
 			continue
 		}
-		why := l.doomed(n, live, now)
+		why := l.doomed(n, live, now, false)
+		if why == "" && full && n.State == zk.NodeInUse && !n.Detached() {
+			// The cache does not say who holds a lock: ask.
+			if h, err := l.zk.NodeLockHolder(ctx, n.ID); err == nil && h == nil {
+				why = l.doomed(n, live, now, true)
+			}
+		}
 		if n.State == zk.NodeReady && why == "" {
 			if n.AllocatedTo != "" {
 				l.deallocateIfLost(ctx, n)
@@ -95,11 +105,20 @@ func (l *Launcher) livePools(ctx context.Context, id string) (map[string]bool, e
 
 // doomed says why node n should be deleted now, or "". live holds the ids
 // of the launchers registered in ZooKeeper.
-func (l *Launcher) doomed(n *zk.Node, live map[string]bool, now time.Time) string {
+//
+// unlocked says that nobody else holds n's lock (the caller holds it, or
+// has just looked): an in-use node nobody holds, and not detached, was
+// left behind by whoever used it (a Zuul executor that died), and goes, as
+// Nodepool's cleanup does.
+func (l *Launcher) doomed(n *zk.Node, live map[string]bool, now time.Time, unlocked bool) string {
 	age := now.Sub(zk.TimeOf(n.StateTime))
 	switch n.State {
 	case zk.NodeUsed:
 		return "used"
+	case zk.NodeInUse:
+		if unlocked && !n.Detached() {
+			return "in-use but nobody holds its lock: its user is gone"
+		}
 	case zk.NodeDeleting, zk.NodeFailed, zk.NodeAborted:
 		return n.State
 	case zk.NodeInit, zk.NodeBuilding:
@@ -187,7 +206,7 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 		return // someone else has it, or it is gone
 	}
 	defer func() { _ = lock.Release(context.WithoutCancel(ctx)) }()
-	why := l.doomed(n, live, time.Now())
+	why := l.doomed(n, live, time.Now(), true) // we hold its lock
 	if why == "" {
 		return
 	}

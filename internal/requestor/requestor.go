@@ -6,14 +6,14 @@
 // Return marks them used, and the launcher deletes them.
 //
 // Locks: Zuul keeps the node locks for as long as a build uses the nodes,
-// because its scheduler lives as long as the build. A requestor here is
-// usually a command that exits, so Request holds the locks only while it
-// accepts the nodes and releases them once the nodes are in-use. An
-// unlocked in-use node stays as it is: kubepool's launcher deletes used,
-// failed and deleting nodes, never in-use ones (unlike Nodepool, which
-// reclaims unlocked in-use nodes as left over by a dead Zuul). Return, a
-// hold, or `kubepool delete` ends its life; until then it counts against
-// the provider's quota.
+// because its scheduler lives as long as the build, and a launcher deletes
+// an in-use node nobody has locked as left behind by a Zuul that died (as
+// Nodepool does). A requestor here is usually a command that exits, so
+// Request holds the locks only while it accepts the nodes, marks them
+// detached (zk.Node.SetDetached) as it marks them in-use, and then releases
+// them: the launcher keeps detached in-use nodes. Return, a hold, or
+// `kubepool delete` ends their life; until then they count against the
+// provider's quota.
 package requestor
 
 import (
@@ -292,6 +292,9 @@ func accept(ctx context.Context, c *zk.Client, r *zk.Request, lockWait time.Dura
 	}
 	for i, n := range nodes {
 		n.SetState(zk.NodeInUse)
+		// We let go of the lock below: say so, or the launcher takes the
+		// node for one a dead Zuul left behind.
+		n.SetDetached(r.Requestor)
 		if err := c.UpdateNode(ctx, n); err != nil {
 			// The request is gone; nodes already in-use would stay so:
 			// give them back for deletion.

@@ -161,8 +161,8 @@ func TestRequestAndReturn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cur.State != zk.NodeInUse || cur.Locked {
-			t.Errorf("node %s = %s, locked %v; want in-use, unlocked", n.ID, cur.State, cur.Locked)
+		if cur.State != zk.NodeInUse || cur.Locked || !cur.Detached() {
+			t.Errorf("node %s = %s, locked %v, detached %v; want in-use, unlocked, detached", n.ID, cur.State, cur.Locked, cur.Detached())
 		}
 		ids = append(ids, n.ID)
 	}

@@ -168,6 +168,31 @@ func (n *Node) SetState(s string) {
 	n.StateTime = Timestamp(time.Now())
 }
 
+// detachedKey marks, in a node's user_data, an in-use node whose user
+// does not hold its lock while using it (see SetDetached).
+const detachedKey = "kubepool_detached"
+
+// SetDetached marks n, in its user_data, as used by a requestor that does
+// not hold the node's lock while it uses it (`kubepool request`, a command
+// that exits). A launcher deletes an unlocked in-use node as abandoned, as
+// Nodepool does when a Zuul executor dies, unless it is detached: a
+// detached node lives until it is returned, held or deleted.
+func (n *Node) SetDetached(by string) {
+	ud, _ := n.UserData.(map[string]any)
+	if ud == nil {
+		ud = map[string]any{}
+	}
+	ud[detachedKey] = map[string]any{"requestor": by, "since": Timestamp(time.Now())}
+	n.UserData = ud
+}
+
+// Detached reports whether n was marked with SetDetached.
+func (n *Node) Detached() bool {
+	ud, _ := n.UserData.(map[string]any)
+	_, ok := ud[detachedKey]
+	return ok
+}
+
 // KubeConnection is connection_port of a kubectl, namespace or project node
 // (nodepool/driver/kubernetes/provider.py createNamespace/createPod).
 type KubeConnection struct {

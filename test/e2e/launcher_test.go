@@ -26,6 +26,7 @@ import (
 	"github.com/kubepool/kubepool/internal/config"
 	"github.com/kubepool/kubepool/internal/kube"
 	"github.com/kubepool/kubepool/internal/launcher"
+	"github.com/kubepool/kubepool/internal/requestor"
 	"github.com/kubepool/kubepool/internal/testenv"
 	"github.com/kubepool/kubepool/internal/zk"
 )
@@ -344,6 +345,46 @@ func TestLauncherDeclineAndFail(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("after the failed launch: %d nodes and %d namespaces remain", len(nodes), len(nsl.Items))
 		}
+	}
+}
+
+// TestLauncherAbandonedInUse: an in-use node whose user died (a Zuul whose
+// ZooKeeper session ended, taking its node locks with it) is deleted, as
+// Nodepool does; an in-use node taken by `kubepool request` (detached: no
+// lock by design) is kept.
+func TestLauncherAbandonedInUse(t *testing.T) {
+	le := startLauncher(t, 0)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+
+	le.waitRegistered(t, ctx)
+	res, err := requestor.Request(ctx, le.zk, requestor.Spec{Labels: []string{"namespace"}})
+	if err != nil {
+		t.Fatalf("requestor.Request = %v", err)
+	}
+	detached := res.Nodes[0]
+
+	dying := newZuul(t, le.servers)
+	id := dying.submit([]string{"namespace"}, 100, nil)
+	req := dying.waitRequest(ctx, id)
+	if req["state"] != "fulfilled" {
+		t.Fatalf("request %s = %v, want fulfilled", id, req)
+	}
+	nodes, _ := dying.acceptNodes(id, req) // in-use, locked by its session
+	abandoned := req["nodes"].([]any)[0].(string)
+	if cur, err := le.zk.GetNode(ctx, abandoned); err != nil || cur.State != zk.NodeInUse || !cur.Locked {
+		t.Fatalf("node %s before Zuul dies = %+v, %v; want in-use, locked", abandoned, cur, err)
+	}
+	dying.conn.Close() // Zuul dies: its session, and its locks, end
+
+	le.waitGone(t, abandoned, nodes[0]["external_id"].(string))
+	// The full pass that deleted it saw the detached node too.
+	cur, err := le.zk.GetNode(ctx, detached.ID)
+	if err != nil || cur.State != zk.NodeInUse || cur.Locked || !cur.Detached() {
+		t.Fatalf("detached node %s after the cleanup = %+v, %v; want in-use, unlocked, detached", detached.ID, cur, err)
+	}
+	if _, err := le.env.Client.CoreV1().Namespaces().Get(ctx, cur.ExternalID, metav1.GetOptions{}); err != nil {
+		t.Errorf("namespace %s of the detached node: %v", cur.ExternalID, err)
 	}
 }
 
