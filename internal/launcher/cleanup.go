@@ -44,13 +44,16 @@ func (l *Launcher) cleanup(ctx context.Context, full bool) error {
 	var err error
 	nodes := l.nodesView()
 	// The registered pools are listed only if a building node needs them.
-	var live map[string]bool
+	var owners []string
 	for _, n := range nodes {
 		if (n.State == zk.NodeInit || n.State == zk.NodeBuilding) && n.ID != "" && !l.isBusy(n.ID) {
-			if live, err = l.livePools(ctx, n.Launcher); err != nil {
-				return err
-			}
-			break
+			owners = append(owners, n.Launcher)
+		}
+	}
+	var live map[string]bool
+	if len(owners) > 0 {
+		if live, err = l.livePools(ctx, owners); err != nil {
+			return err
 		}
 	}
 	reqs := l.updateGauges(nodes)
@@ -84,11 +87,15 @@ func (l *Launcher) cleanup(ctx context.Context, full bool) error {
 
 // livePools returns the ids of the registered pool workers. A node's
 // "launcher" is the pool worker that made it, as in Nodepool. The list is
-// kept for one cleanup interval, and read again sooner if it does not hold
-// id (a pool that registered since): a pool that went away is noticed
+// kept for one cleanup interval, and read again sooner if it lacks one of
+// ids (a pool that registered since): a pool that went away is noticed
 // within an interval. Only the cleanup loop calls it.
-func (l *Launcher) livePools(ctx context.Context, id string) (map[string]bool, error) {
-	if l.live != nil && l.live[id] && time.Since(l.liveAt) < l.interval {
+func (l *Launcher) livePools(ctx context.Context, ids []string) (map[string]bool, error) {
+	fresh := l.live != nil && time.Since(l.liveAt) < l.interval
+	for _, id := range ids {
+		fresh = fresh && l.live[id]
+	}
+	if fresh {
 		return l.live, nil
 	}
 	comps, err := l.zk.ListComponents(ctx, zk.KindPool)
@@ -104,7 +111,8 @@ func (l *Launcher) livePools(ctx context.Context, id string) (map[string]bool, e
 }
 
 // doomed says why node n should be deleted now, or "". live holds the ids
-// of the launchers registered in ZooKeeper.
+// of the pool workers registered in ZooKeeper (nil if not listed: building
+// nodes are then not judged).
 //
 // unlocked says that nobody else holds n's lock (the caller holds it, or
 // has just looked): an in-use node nobody holds, and not detached, was
