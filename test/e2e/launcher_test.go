@@ -126,6 +126,14 @@ func startLauncher(t testing.TB, minReady int) *launcherEnv {
 // stand-in and the provider name before the launcher starts.
 func startLauncherWith(t testing.TB, makeConfig func(env *testenv.Env, servers, provider string) string, beforeRun func(z *zuul, provider string)) *launcherEnv {
 	t.Helper()
+	return startLauncherDrivers(t, makeConfig, beforeRun, nil)
+}
+
+// startLauncherDrivers is startLauncherWith whose providers' drivers talk
+// to the Kubernetes API that client returns, if it is set (a benchmark
+// uses an in-memory one), instead of the dev cluster's.
+func startLauncherDrivers(t testing.TB, makeConfig func(env *testenv.Env, servers, provider string) string, beforeRun func(z *zuul, provider string), client func() kubernetes.Interface) *launcherEnv {
+	t.Helper()
 	env := testenv.Cluster(t)
 	t.Setenv("KUBECONFIG", env.Kubeconfig)
 	le := &launcherEnv{env: env, provider: "e2e-" + randHex(3)}
@@ -143,6 +151,9 @@ func startLauncherWith(t testing.TB, makeConfig func(env *testenv.Env, servers, 
 		d, err := kube.NewDriver(rc)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if client != nil {
+			d.Client = client()
 		}
 		d.TokenExpiration = p.TokenExpiration
 		drivers[p.Name] = d
