@@ -12,26 +12,30 @@
 // repo's refs and HEAD back from the pod after applying them; it never
 // reports a repo it could not read back.
 //
-// Transfer is incremental and one exec per repo: Sync first asks the pod, in
-// one exec for the whole workspace, which refs it already has, then sends
-// each repo that differs its objects, ref updates and HEAD in a single
-// stream. Into an empty repo the objects are the source repo's own pack and
-// index files (plus a pack of its loose objects), as a tar, so the pod has no
-// object to hash or inflate; otherwise a thin pack of only the objects the
-// pod lacks (git pack-objects with the pod's tips as negative revisions),
-// fed to git index-pack. In the pod a small sh script installs the objects
-// (pack files only once all of them arrived), applies the ref updates in one
-// atomic git update-ref transaction (compare-and-swap against what the pod
-// had), checks the tree out and prints the refs back. A destination that already
-// holds a clone, such as a repo cache baked into the image, therefore only
-// receives the difference. Repos already in the source's state are skipped
-// after the first exec.
+// Transfer is incremental: Sync first asks the pod, in one exec for the
+// whole workspace (while it reads the repos here), which refs it already
+// has. Repos the pod has no refs of (a first sync) go over a few exec
+// streams (Syncer.Streams), several repos in each, as one tar of each
+// repo's own pack and index files (plus a pack of its loose objects), so
+// the pod has no object to hash or inflate; the pod installs and checks out
+// each repo as soon as its last file arrived, while the next one streams
+// in. Every other repo that differs gets an exec of its own with a thin
+// pack of only the objects the pod lacks (git pack-objects with the pod's
+// tips as negative revisions), fed to git index-pack. In the pod a small
+// sh script installs the objects (pack files only once all of them
+// arrived), applies the ref updates in one atomic git update-ref
+// transaction (compare-and-swap against what the pod had), checks the tree
+// out and prints the refs back, in the same exec. A destination that
+// already holds a clone, such as a repo cache baked into the image,
+// therefore only receives the difference. Repos already in the source's
+// state are skipped after the first exec.
 //
 // Exec streams are unreliable: a stream that breaks, or a command that
 // fails, is retried (after asking the pod again what it has) up to
-// Syncer.Attempts times. Because refs only move in one transaction after the
-// whole pack has been indexed, an interrupted push leaves the repo at its old
-// state, never at a partial one.
+// Syncer.Attempts times, each repo of a stream that did not come back
+// verified on its own. Because refs only move in one transaction after the
+// whole pack has arrived, an interrupted push leaves the repo at its old
+// state (or, for a first push, without refs), never at a partial one.
 //
 // The pod needs sh, tar and git (1.8.5 or newer; with 2.36 or newer it skips
 // fsync, which a disposable pod does not need).

@@ -21,13 +21,9 @@ import (
 // an index saves it hashing and inflating every object. ok is false when
 // the repo's storage does not allow this (alternates, promisor packs).
 func packFiles(ctx context.Context, dir, tmp string, tips []string) (files []string, objects int64, ok bool, err error) {
-	out, err := git(ctx, dir, nil, "rev-parse", "--git-path", "objects")
+	objdir, err := objectDir(ctx, dir)
 	if err != nil {
 		return nil, 0, false, err
-	}
-	objdir := strings.TrimSpace(string(out))
-	if !filepath.IsAbs(objdir) {
-		objdir = filepath.Join(dir, objdir)
 	}
 	if _, err := os.Stat(filepath.Join(objdir, "info", "alternates")); err == nil {
 		return nil, 0, false, nil
@@ -46,13 +42,19 @@ func packFiles(ctx context.Context, dir, tmp string, tips []string) (files []str
 		}
 		files = append(files, base+".pack", idx)
 	}
-	out, err = git(ctx, dir, []byte(strings.Join(tips, "\n")+"\n"),
-		"pack-objects", "--revs", "--unpacked", "--delta-base-offset", "-q", filepath.Join(tmp, "pack"))
+	loose, err := hasLoose(objdir)
 	if err != nil {
 		return nil, 0, false, err
 	}
-	if h := strings.TrimSpace(string(out)); h != "" {
-		files = append(files, filepath.Join(tmp, "pack-"+h+".pack"), filepath.Join(tmp, "pack-"+h+".idx"))
+	if loose {
+		out, err := git(ctx, dir, []byte(strings.Join(tips, "\n")+"\n"),
+			"pack-objects", "--revs", "--unpacked", "--delta-base-offset", "-q", filepath.Join(tmp, "pack"))
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if h := strings.TrimSpace(string(out)); h != "" {
+			files = append(files, filepath.Join(tmp, "pack-"+h+".pack"), filepath.Join(tmp, "pack-"+h+".idx"))
+		}
 	}
 	var kept []string
 	for i := 0; i < len(files); i += 2 {
@@ -66,6 +68,46 @@ func packFiles(ctx context.Context, dir, tmp string, tips []string) (files []str
 		}
 	}
 	return kept, objects, true, nil
+}
+
+// objectDir is the object directory of the repo in dir: .git/objects
+// for a plain working tree, found without starting git.
+func objectDir(ctx context.Context, dir string) (string, error) {
+	if fi, err := os.Lstat(filepath.Join(dir, ".git")); err == nil && fi.IsDir() && os.Getenv("GIT_DIR") == "" && os.Getenv("GIT_OBJECT_DIRECTORY") == "" {
+		return filepath.Join(dir, ".git", "objects"), nil
+	}
+	out, err := git(ctx, dir, nil, "rev-parse", "--git-path", "objects")
+	if err != nil {
+		return "", err
+	}
+	objdir := strings.TrimSpace(string(out))
+	if !filepath.IsAbs(objdir) {
+		objdir = filepath.Join(dir, objdir)
+	}
+	return objdir, nil
+}
+
+// hasLoose reports whether objdir holds any loose object.
+func hasLoose(objdir string) (bool, error) {
+	ents, err := os.ReadDir(objdir)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range ents {
+		if len(e.Name()) != 2 || !e.IsDir() || strings.Trim(e.Name(), "0123456789abcdef") != "" {
+			continue
+		}
+		f, err := os.Open(filepath.Join(objdir, e.Name()))
+		if err != nil {
+			return false, err
+		}
+		names, _ := f.Readdirnames(1)
+		f.Close()
+		if len(names) > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // idxObjects reads the number of objects from a version 2 pack index.

@@ -89,6 +89,90 @@ echo "synced $3"
 echo end
 `
 
+// incoming is where a repo's pack files wait, under its .git, until all of
+// them arrived; both scripts use it and clear it before they write into it.
+const incoming = ".git/objects/pack/kubepool-incoming"
+
+// batchScript brings several fresh repos (ones that have no refs in the
+// pod) to their new states from one stream: a tar, extracted under the
+// destination root $1, that carries for each repo $2, $3, ... in that
+// order the members <path>/` + incoming + `/ kubepool-meta, kubepool-refs,
+// its pack and index files, then kubepool-done. The meta file's lines are
+// "tar <file>..." (or "skip": the repo is not in this stream), HEAD, the
+// digest to record, and "1" when HEAD names a commit to check out;
+// kubepool-refs is the input of git update-ref --stdin. tar names each
+// member as it starts extracting it, so when it names a repo's
+// kubepool-done every file before it is complete: that repo is installed
+// and checked out there, while tar goes on with the next one, and its state
+// is printed as the probe does. A repo whose kubepool-done never came (a
+// stream cut short) is left without refs and not printed. The output ends
+// with "end" after the last repo, and the exit status is non-zero unless
+// every repo was brought to its state.
+const batchScript = `set -u
+command -v git >/dev/null 2>&1 || { echo "kubepool-gitsync: git: command not found in this container" >&2; exit 127; }
+root=${1:-${HOME:-/}}
+shift
+g="git ` + gitOpts + `"
+i=` + incoming + `
+mkdir -p "$root" && cd "$root" || exit 1
+(for p; do set -- "$@" "$p/$i"; shift; done; rm -rf "$@")
+{ tar -x -o -v -f -; echo "kubepool-tar-exit $?"; } | {
+failed=0
+while IFS= read -r l; do
+	case $l in
+	*/$i/kubepool-done) ;;
+	"kubepool-tar-exit "*) [ "$l" = "kubepool-tar-exit 0" ] || failed=1; continue ;;
+	*) continue ;;
+	esac
+	[ $# -gt 0 ] || { echo "kubepool-gitsync: more repos in the stream than named" >&2; failed=1; break; }
+	p=$1
+	shift
+	(
+	set -e
+	cd "$p"
+	{ IFS= read -r files; IFS= read -r head; IFS= read -r digest; IFS= read -r co; } <"$i/kubepool-meta"
+	[ "$files" != skip ] || { rm -rf "$i"; exit 0; }
+	fresh=
+	if [ ! -f .git/HEAD ]; then
+		case $head in
+		"ref: refs/heads/"*) $g -c "init.defaultBranch=${head#ref: refs/heads/}" init -q --template= ;;
+		*) $g init -q --template= ;;
+		esac
+		fresh=1
+	fi
+	rm -f .git/kubepool-synced
+	set -- ${files#tar}
+	for f; do [ -f "$i/$f" ] || { echo "kubepool-gitsync: $p: $f: missing from the stream" >&2; exit 3; }; done
+	for f; do mv -f "$i/$f" .git/objects/pack/; done
+	$g update-ref --no-deref --stdin <"$i/kubepool-refs"
+	IFS= read -r h <.git/HEAD || h=
+	if [ "$h" != "$head" ]; then
+		case $head in
+		"ref: "*) $g symbolic-ref HEAD "${head#ref: }" ;;
+		*) $g update-ref --no-deref HEAD "$head" ;;
+		esac
+	fi
+	if [ "$co" = 1 ]; then
+		$g reset -q --hard
+		[ -n "$fresh" ] || $g clean -q -d -f -f -x
+	fi
+	rm -rf "$i"
+	echo "$digest" >.git/kubepool-synced
+	echo "repo $p"
+	$g for-each-ref --format='ref %(objectname) %(refname)'
+	IFS= read -r h <.git/HEAD
+	echo "head $h"
+	echo "synced $digest"
+	) </dev/null
+	rc=$?
+	[ $rc -eq 0 ] || { echo "kubepool-gitsync: $p: exit status $rc" >&2; failed=1; }
+done
+[ $# -eq 0 ] || { echo "kubepool-gitsync: stream ended before repo $1" >&2; failed=1; }
+echo end
+exit $failed
+}
+`
+
 // podState is a repo's state as the pod reports it.
 type podState struct {
 	state
@@ -96,10 +180,19 @@ type podState struct {
 	Synced string // digest of the last completed sync
 }
 
-// parseStates reads the scripts' output.
+// parseStates reads the scripts' output. On an error it also returns the
+// states of the repos whose lines all came before it: a repo's lines are
+// complete when the next repo's or the end marker follows.
 func parseStates(r io.Reader) (map[string]*podState, error) {
 	states := map[string]*podState{}
 	var cur *podState
+	var curPath string
+	done := func() {
+		if cur != nil {
+			slices.SortFunc(cur.Refs, func(a, b ref) int { return strings.Compare(a.Name, b.Name) })
+			states[curPath] = cur
+		}
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -107,19 +200,17 @@ func parseStates(r io.Reader) (map[string]*podState, error) {
 		key, val, _ := strings.Cut(line, " ")
 		switch {
 		case key == "end":
-			for _, s := range states {
-				slices.SortFunc(s.Refs, func(a, b ref) int { return strings.Compare(a.Name, b.Name) })
-			}
+			done()
 			return states, nil
 		case key == "repo":
-			cur = &podState{}
-			states[val] = cur
+			done()
+			cur, curPath = &podState{}, val
 		case cur == nil:
-			return nil, fmt.Errorf("unexpected line %q before the first repo", line)
+			return states, fmt.Errorf("unexpected line %q before the first repo", line)
 		case key == "ref":
 			oid, name, ok := strings.Cut(val, " ")
 			if !ok {
-				return nil, fmt.Errorf("unexpected ref line %q", line)
+				return states, fmt.Errorf("unexpected ref line %q", line)
 			}
 			cur.Refs = append(cur.Refs, ref{Name: name, OID: oid})
 		case key == "head":
@@ -128,13 +219,13 @@ func parseStates(r io.Reader) (map[string]*podState, error) {
 		case key == "synced":
 			cur.Synced = strings.TrimSpace(val)
 		default:
-			return nil, fmt.Errorf("unexpected line %q", line)
+			return states, fmt.Errorf("unexpected line %q", line)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return states, err
 	}
-	return nil, errIncomplete
+	return states, errIncomplete
 }
 
 // errIncomplete is output cut short. Over SPDY, client-go reports a

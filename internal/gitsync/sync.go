@@ -33,8 +33,12 @@ type Syncer struct {
 	// Dest is the workspace root in the container: an absolute path, or a
 	// path relative to $HOME there. Empty means $HOME.
 	Dest string
-	// Parallel bounds how many repos are pushed at once (default 8).
+	// Parallel bounds how many execs push repos at once (default 8).
 	Parallel int
+	// Streams bounds how many execs carry the first pushes of repos (ones
+	// the pod has no refs of), several repos in each (default 4, at most
+	// Parallel).
+	Streams int
 	// Attempts is how many times a repo is tried before Sync gives up on
 	// it (default 3).
 	Attempts int
@@ -133,10 +137,26 @@ func (s *Syncer) Sync(ctx context.Context, repos []Repo) (*Result, error) {
 		}
 		repos[i].Path = p
 	}
+	paths := make([]string, len(repos))
+	for i, r := range repos {
+		paths[i] = r.Path
+	}
+	// What the repos are here and what the pod has, at once.
 	res := &Result{Repos: make([]RepoResult, len(repos))}
 	local := make([]state, len(repos))
+	var remote map[string]*podState
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.parallel())
+	g.SetLimit(s.parallel() + 1)
+	g.Go(func() error {
+		var err error
+		for attempt := 1; ; attempt++ {
+			remote, err = s.probe(gctx, paths)
+			if err == nil || attempt >= s.attempts() || !retryable(err) {
+				return err
+			}
+			log.Warn("retrying probe", "pod", s.Target.String(), "attempt", attempt, "err", err)
+		}
+	})
 	for i, r := range repos {
 		g.Go(func() error {
 			st, err := localState(gctx, r.Dir)
@@ -151,30 +171,52 @@ func (s *Syncer) Sync(ctx context.Context, repos []Repo) (*Result, error) {
 		return nil, err
 	}
 
-	paths := make([]string, len(repos))
+	// First pushes go in a few streams of several repos each (see
+	// pushBatch); the others, and the retries, one exec per repo.
+	start := time.Now()
+	batched := map[int]*batchItem{}
+	var items []*batchItem
 	for i, r := range repos {
-		paths[i] = r.Path
-	}
-	var remote map[string]*podState
-	var err error
-	for attempt := 1; ; attempt++ {
-		remote, err = s.probe(ctx, paths)
-		if err == nil || attempt >= s.attempts() || !retryable(err) {
-			break
+		if have := remote[r.Path]; freshInPod(have, local[i]) {
+			it := newBatchItem(r, local[i], local[i].digest())
+			batched[i] = it
+			items = append(items, it)
 		}
-		log.Warn("retrying probe", "pod", s.Target.String(), "attempt", attempt, "err", err)
 	}
-	if err != nil {
-		return nil, err
+	var tmp string
+	if len(items) > 0 {
+		var err error
+		if tmp, err = os.MkdirTemp("", "kubepool-gitsync-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
 	}
+	groups := balance(items, s.streams())
+	prep := &errgroup.Group{}
+	prep.SetLimit(2)
+	go func() {
+		// Each stream's first repo first.
+		for j := 0; ; j++ {
+			more := false
+			for _, grp := range groups {
+				if j < len(grp) {
+					more = true
+					prep.Go(func() error { grp[j].prepare(ctx, tmp); return nil })
+				}
+			}
+			if !more {
+				return
+			}
+		}
+	}()
 
 	var errs []error
 	errc := make(chan error, len(repos))
-	g = &errgroup.Group{}
-	g.SetLimit(s.parallel())
-	for i, r := range repos {
-		g.Go(func() error {
-			rr, err := s.syncRepo(ctx, log, r, local[i], remote[r.Path])
+	repoGroup := &errgroup.Group{}
+	repoGroup.SetLimit(s.parallel())
+	sync1 := func(i int, it *batchItem) {
+		repoGroup.Go(func() error {
+			rr, err := s.syncRepo(ctx, log, repos[i], local[i], remote[repos[i].Path], it, start)
 			res.Repos[i] = rr
 			if err != nil {
 				errc <- err
@@ -182,7 +224,28 @@ func (s *Syncer) Sync(ctx context.Context, repos []Repo) (*Result, error) {
 			return nil
 		})
 	}
-	g.Wait()
+	streams := &errgroup.Group{}
+	streams.SetLimit(s.streams())
+	index := map[*batchItem]int{}
+	for i, it := range batched {
+		index[it] = i
+	}
+	for _, grp := range groups {
+		streams.Go(func() error {
+			s.pushBatch(ctx, grp)
+			for _, it := range grp {
+				sync1(index[it], it)
+			}
+			return nil
+		})
+	}
+	for i := range repos {
+		if batched[i] == nil {
+			sync1(i, nil)
+		}
+	}
+	streams.Wait()
+	repoGroup.Wait()
 	close(errc)
 	for err := range errc {
 		errs = append(errs, err)
@@ -195,6 +258,14 @@ func (s *Syncer) parallel() int {
 		return s.Parallel
 	}
 	return 8
+}
+
+// streams is how many stream execs carry first pushes at once.
+func (s *Syncer) streams() int {
+	if s.Streams > 0 {
+		return s.Streams
+	}
+	return min(s.parallel(), 4)
 }
 
 func (s *Syncer) attempts() int {
@@ -245,8 +316,12 @@ func execErr(err error) error {
 	return err
 }
 
-func (s *Syncer) syncRepo(ctx context.Context, log *slog.Logger, r Repo, want state, have *podState) (RepoResult, error) {
-	start := time.Now()
+// syncRepo brings one repo to want. When batched is not nil, its stream
+// was the first attempt.
+func (s *Syncer) syncRepo(ctx context.Context, log *slog.Logger, r Repo, want state, have *podState, batched *batchItem, start time.Time) (RepoResult, error) {
+	if batched == nil {
+		start = time.Now()
+	}
 	rr := RepoResult{Path: r.Path}
 	if have == nil {
 		have = &podState{}
@@ -257,9 +332,24 @@ func (s *Syncer) syncRepo(ctx context.Context, log *slog.Logger, r Repo, want st
 		log.Debug("repo up to date", "repo", r.Path)
 		return rr, nil
 	}
+	if batched != nil && !batched.ok && batched.err == nil {
+		batched = nil // not sent in its stream
+	}
 	for {
 		rr.Attempts++
-		got, objects, n, err := s.push(ctx, r, want, have.state, digest)
+		var got *podState
+		var objects, n int64
+		var err error
+		if batched != nil && rr.Attempts == 1 {
+			got, objects, n, err = batched.got, batched.objects, batched.sent.Load(), batched.runErr
+			if got != nil {
+				// The pod printed this repo's state: it was done, whatever
+				// happened to the rest of the stream.
+				err = nil
+			}
+		} else {
+			got, objects, n, err = s.push(ctx, r, want, have.state, digest)
+		}
 		rr.Bytes += n
 		rr.Objects = objects
 		if err == nil {
