@@ -114,7 +114,7 @@ func NewClient(opts RegistryOptions) (*Client, error) {
 	counter := &countingTransport{next: rt, rps: opts.RequestsPerSecond, limiters: map[string]*rate.Limiter{}}
 
 	ropts := []remote.Option{
-		remote.WithTransport(counter),
+		remote.WithTransport(&pingCache{next: counter}),
 		remote.WithAuthFromKeychain(opts.Keychain),
 		remote.WithJobs(opts.Jobs),
 		remote.WithUserAgent("kubepool"),
@@ -179,6 +179,80 @@ type rawManifest struct {
 
 func (r rawManifest) RawManifest() ([]byte, error)        { return r.body, nil }
 func (r rawManifest) MediaType() (types.MediaType, error) { return r.mediaType, nil }
+
+// pingCache answers the registry's version check (GET /v2/) once per
+// scheme and host. go-containerregistry pings the registry for every
+// repository it reads or writes (twice for plain-HTTP registries: https
+// first), to learn the auth challenge and scheme; the answer is the same for
+// every repository of a registry, so only the first ping of each is sent.
+// 200 and 401 answers are kept, and so is the TLS error of an https ping
+// to a plain-HTTP registry (loopback, --insecure); anything else (a 5xx, a
+// network error) is passed through and asked again next time.
+type pingCache struct {
+	next http.RoundTripper
+
+	mu      sync.Mutex
+	answers map[string]*pingAnswer // scheme://host
+}
+
+type pingAnswer struct {
+	once   sync.Once
+	status int
+	header http.Header
+	err    error
+	keep   bool
+}
+
+func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet || req.URL.Path != "/v2/" {
+		return p.next.RoundTrip(req)
+	}
+	key := req.URL.Scheme + "://" + req.URL.Host
+	p.mu.Lock()
+	if p.answers == nil {
+		p.answers = map[string]*pingAnswer{}
+	}
+	a, ok := p.answers[key]
+	if !ok {
+		a = &pingAnswer{}
+		p.answers[key] = a
+	}
+	p.mu.Unlock()
+
+	var first *http.Response
+	var firstErr error
+	a.once.Do(func() {
+		first, firstErr = p.next.RoundTrip(req)
+		var plain tls.RecordHeaderError
+		switch {
+		case firstErr != nil:
+			a.err, a.keep = firstErr, req.URL.Scheme == "https" && errors.As(firstErr, &plain)
+		case first.StatusCode == http.StatusOK || first.StatusCode == http.StatusUnauthorized:
+			a.status, a.header, a.keep = first.StatusCode, first.Header.Clone(), true
+		}
+		if !a.keep {
+			p.mu.Lock()
+			delete(p.answers, key)
+			p.mu.Unlock()
+		}
+	})
+	switch {
+	case first != nil || firstErr != nil:
+		return first, firstErr
+	case !a.keep:
+		return p.next.RoundTrip(req)
+	case a.err != nil:
+		return nil, a.err
+	}
+	return &http.Response{
+		Status:     fmt.Sprintf("%d %s", a.status, http.StatusText(a.status)),
+		StatusCode: a.status,
+		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:  a.header.Clone(),
+		Body:    http.NoBody,
+		Request: req,
+	}, nil
+}
 
 // countingTransport counts requests and uploaded blob bytes, and applies
 // the per-host rate limit.

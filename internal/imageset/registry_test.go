@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -395,4 +397,81 @@ func seedWorldAuth(t *testing.T) *world {
 	}
 	sort.Slice(w.images, func(i, j int) bool { return w.images[i].ImageName < w.images[j].ImageName })
 	return w
+}
+
+// TestPingCache: the version check reaches a registry once per scheme; a
+// 5xx is not kept.
+func TestPingCache(t *testing.T) {
+	var hits, conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		if hits.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	p := &pingCache{next: srv.Client().Transport}
+	ping := func(scheme string) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, scheme+"://"+srv.Listener.Addr().String()+"/v2/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := p.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.Request != req {
+				t.Errorf("ping response's Request is not the request")
+			}
+		}
+		return resp, err
+	}
+	for i, want := range []int{http.StatusServiceUnavailable, http.StatusUnauthorized, http.StatusUnauthorized, http.StatusUnauthorized} {
+		resp, err := ping("http")
+		if err != nil {
+			t.Fatalf("ping %d: %v", i, err)
+		}
+		if resp.StatusCode != want {
+			t.Errorf("ping %d: status %d, want %d", i, resp.StatusCode, want)
+		}
+		if want == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") != `Basic realm="test"` {
+			t.Errorf("ping %d: WWW-Authenticate %q, want the registry's", i, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	if got := hits.Load(); got != 2 {
+		t.Errorf("registry pinged %d times, want 2 (the 503, then the kept 401)", got)
+	}
+	// https to a plain-HTTP server fails the same way every time: asked once.
+	before := conns.Load()
+	for i := 0; i < 3; i++ {
+		if _, err := ping("https"); err == nil {
+			t.Fatalf("https ping %d to a plain-HTTP server succeeded", i)
+		}
+	}
+	if n := conns.Load() - before; n != 1 {
+		t.Errorf("https pings opened %d connections, want 1", n)
+	}
+	// Other requests are not touched.
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/v2/x/tags/list", nil)
+	for i := 0; i < 2; i++ {
+		resp, err := p.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("tags/list: status %d, want 404 from the server", resp.StatusCode)
+		}
+	}
 }
