@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sync/errgroup"
 )
@@ -44,9 +43,8 @@ type PromoteStep struct {
 	Previous  string `json:"previous,omitempty" yaml:"previous,omitempty"` // target digest before; "" if absent
 	Action    Action `json:"action" yaml:"action"`
 
-	src, tgt     name.Tag
-	srcDesc      *remote.Descriptor
-	prevManifest *rawManifest
+	src, tgt name.Tag
+	srcDesc  *remote.Descriptor
 }
 
 // PromoteResult is the plan (dry run) or what was done.
@@ -139,15 +137,16 @@ func (c *Client) Promote(ctx context.Context, images []Image, opts PromoteOption
 			return fmt.Errorf("fetching %s: %w", s.src, err)
 		}
 		s.srcDesc, s.Digest, s.MediaType = d, d.Digest.String(), string(d.MediaType)
-		prev, err := c.puller.Get(ctx, s.tgt)
+		// The target's digest is all a rollback needs: the registry
+		// keeps the manifest, which is fetched by digest if need be.
+		prev, err := c.puller.Head(ctx, s.tgt)
 		switch {
 		case isNotFound(err):
 			s.Action = ActionCreate
 		case err != nil:
-			return fmt.Errorf("fetching %s: %w", s.tgt, err)
+			return fmt.Errorf("resolving %s: %w", s.tgt, err)
 		default:
 			s.Previous = prev.Digest.String()
-			s.prevManifest = &rawManifest{body: prev.Manifest, mediaType: prev.MediaType}
 			s.Action = ActionUpdate
 			if prev.Digest == d.Digest {
 				s.Action = ActionUnchanged
@@ -219,14 +218,8 @@ func (c *Client) rollback(ctx context.Context, steps []PromoteStep, touched []bo
 		}
 		s := &steps[i]
 		var err error
-		if s.prevManifest != nil {
-			err = c.pusher.Put(ctx, s.tgt, *s.prevManifest)
-			if err == nil {
-				var d *v1.Descriptor
-				if d, err = c.puller.Head(ctx, s.tgt); err == nil && d.Digest.String() != s.Previous {
-					err = fmt.Errorf("digest is %s after restoring, want %s", d.Digest, s.Previous)
-				}
-			}
+		if s.Previous != "" {
+			err = c.restoreTag(ctx, s.tgt, s.Previous)
 		} else {
 			err = c.deleteTag(ctx, s.tgt)
 		}
@@ -241,6 +234,26 @@ func (c *Client) rollback(ctx context.Context, steps []PromoteStep, touched []bo
 		return nil
 	})
 	return perr
+}
+
+// restoreTag points tag back at the manifest it had, fetched by digest
+// (the registry keeps a manifest after its tag moves), and checks it.
+func (c *Client) restoreTag(ctx context.Context, tag name.Tag, digest string) error {
+	prev, err := c.puller.Get(ctx, tag.Context().Digest(digest))
+	if err != nil {
+		return fmt.Errorf("fetching previous manifest %s: %w", digest, err)
+	}
+	if err := c.pusher.Put(ctx, tag, rawManifest{body: prev.Manifest, mediaType: prev.MediaType}); err != nil {
+		return fmt.Errorf("restoring %s: %w", tag, err)
+	}
+	d, err := c.puller.Head(ctx, tag)
+	if err != nil {
+		return fmt.Errorf("checking restored %s: %w", tag, err)
+	}
+	if d.Digest.String() != digest {
+		return fmt.Errorf("digest is %s after restoring, want %s", d.Digest, digest)
+	}
+	return nil
 }
 
 // deleteTag removes a tag that promote created. Registries that cannot

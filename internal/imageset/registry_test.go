@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -245,11 +247,39 @@ func TestRegistry(t *testing.T) {
 		for _, failAt := range []int{1, 45, len(w.images)} {
 			t.Run(fmt.Sprintf("fail PUT %d", failAt), func(t *testing.T) {
 				before := digests(t, w.images, passedTag)
-				c := newClient(t, RegistryOptions{WrapTransport: failNthManifestPut(failAt)})
-				_, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: passedTag})
+				log := &requestLog{}
+				c := newClient(t, RegistryOptions{WrapTransport: func(next http.RoundTripper) http.RoundTripper {
+					return failNthManifestPut(failAt)(log.wrap(next))
+				}})
+				res, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: passedTag})
 				var perr *PromoteError
 				if !errors.As(err, &perr) {
 					t.Fatalf("Promote() = %v, want a *PromoteError", err)
+				}
+				if len(perr.Restored) == 0 {
+					t.Errorf("Promote() restored no target, want the ones written before the failure")
+				}
+				// The check phase only asks targets for their digest; a
+				// target that is put back has its old manifest fetched by
+				// that digest.
+				if n := log.count(http.MethodGet, "/manifests/"+passedTag); n != 0 {
+					t.Errorf("Promote() fetched %d target manifests by tag, want 0 (HEAD only)", n)
+				}
+				restored := map[string]bool{}
+				for _, target := range perr.Restored {
+					restored[target] = true
+				}
+				for _, s := range res.Steps {
+					if !restored[s.Target] {
+						continue
+					}
+					if s.Previous == "" || s.Previous == s.Digest {
+						t.Fatalf("step %s: previous %q, digest %s: want an update", s.Target, s.Previous, s.Digest)
+					}
+					path := "/v2/" + s.tgt.RepositoryStr() + "/manifests/" + s.Previous
+					if n := log.count(http.MethodGet, path); n != 1 {
+						t.Errorf("restoring %s: GET %s %d times, want once", s.Target, path, n)
+					}
 				}
 				if !errors.Is(err, errInjected) {
 					t.Errorf("Promote() = %v, want it to wrap the injected error", err)
@@ -323,6 +353,41 @@ func failNthManifestPut(n int) func(http.RoundTripper) http.RoundTripper {
 			return next.RoundTrip(req)
 		})
 	}
+}
+
+// requestLog records the requests that reach the registry, as "METHOD
+// path".
+type requestLog struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (l *requestLog) wrap(next http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		l.mu.Lock()
+		l.reqs = append(l.reqs, req.Method+" "+req.URL.Path)
+		l.mu.Unlock()
+		return next.RoundTrip(req)
+	})
+}
+
+// count returns how many requests had method and a path ending in suffix.
+func (l *requestLog) count(method, suffix string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.reqs {
+		if m, path, _ := strings.Cut(r, " "); m == method && strings.HasSuffix(path, suffix) {
+			n++
+		}
+	}
+	return n
+}
+
+func (l *requestLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.reqs)
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
