@@ -80,8 +80,21 @@ func (c *Client) Discover(ctx context.Context, images []Image, opts DiscoverOpti
 	}
 	outcomes := make([]outcome, len(images))
 	h := &hints{count: map[string]int{}}
+	// Every image's moving tag is resolved once, by whichever goroutine
+	// asks first.
+	heads := make([]func() (*v1.Descriptor, error), len(images))
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range images {
+		heads[i] = sync.OnceValues(func() (*v1.Descriptor, error) {
+			ref, err := c.ref(images[i], moving(images[i], opts))
+			if err != nil {
+				return nil, err
+			}
+			return c.puller.Head(gctx, ref)
+		})
+	}
 	one := func(ctx context.Context, i int) error {
-		res, err := c.discoverOne(ctx, images[i], opts, h)
+		res, err := c.discoverOne(ctx, images[i], opts, h, heads[i])
 		var drop *dropError
 		switch {
 		case errors.As(err, &drop):
@@ -96,15 +109,27 @@ func (c *Client) Discover(ctx context.Context, images []Image, opts DiscoverOpti
 	}
 	// Resolve images one by one until one gives a tag: the others then
 	// try that tag first instead of each searching all tags at once.
-	next := 0
-	for ; next < len(images) && len(h.count) == 0; next++ {
-		if err := one(ctx, next); err != nil {
-			return nil, err
-		}
-	}
-	g, gctx := errgroup.WithContext(ctx)
+	// Meanwhile the other images' moving tags are resolved.
 	g.SetLimit(c.opts.Jobs)
-	for i := next; i < len(images); i++ {
+	next := 0
+	searched := make(chan struct{})
+	g.Go(func() error {
+		defer close(searched)
+		for ; next < len(images) && len(h.count) == 0; next++ {
+			if err := one(gctx, next); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for i := range images {
+		g.Go(func() error {
+			_, _ = heads[i]() // errors are reported by one
+			return nil
+		})
+	}
+	<-searched
+	for i := next; i < len(images) && gctx.Err() == nil; i++ {
 		g.Go(func() error { return one(gctx, i) })
 	}
 	if err := g.Wait(); err != nil {
@@ -176,13 +201,14 @@ func (h *hints) best() string {
 	return best
 }
 
-func (c *Client) discoverOne(ctx context.Context, img Image, opts DiscoverOptions, h *hints) (*Resolved, error) {
+// discoverOne finds the tag of img; head resolves its moving tag.
+func (c *Client) discoverOne(ctx context.Context, img Image, opts DiscoverOptions, h *hints, head func() (*v1.Descriptor, error)) (*Resolved, error) {
 	mov := moving(img, opts)
 	ref, err := c.ref(img, mov)
 	if err != nil {
 		return nil, err
 	}
-	desc, err := c.puller.Head(ctx, ref)
+	desc, err := head()
 	if err != nil {
 		if isNotFound(err) {
 			return nil, &dropError{fmt.Sprintf("no tag %q", mov)}
@@ -207,7 +233,9 @@ func (c *Client) discoverOne(ctx context.Context, img Image, opts DiscoverOption
 
 	// The tag most images so far resolved to is likely right: try it
 	// before listing every tag.
+	tried := ""
 	if best := h.best(); best != "" && opts.TagPattern.MatchString(best) {
+		tried = best
 		if err := c.sameDigest(ctx, img, best, digest); err == nil {
 			res.Tag = best
 			h.add(best)
@@ -227,6 +255,9 @@ func (c *Client) discoverOne(ctx context.Context, img Image, opts DiscoverOption
 		}
 	}
 	for _, t := range h.order(candidates) {
+		if t == tried {
+			continue
+		}
 		err := c.sameDigest(ctx, img, t, digest)
 		if err == nil {
 			res.Tag = t

@@ -319,6 +319,59 @@ func TestRegistry(t *testing.T) {
 		t.Logf("created tags: %d restored (deleted), %d reported unrestored", len(perr.Restored), len(perr.Unrestored))
 	})
 
+	// What discover and promote ask the registry: the version check once
+	// per registry (not per repository), and nothing twice that need not be.
+	t.Run("requests", func(t *testing.T) {
+		pings := func(t *testing.T, log *requestLog) {
+			t.Helper()
+			// https is tried first, then plain HTTP (loopback).
+			if n := log.count(http.MethodGet, "/v2/"); n == 0 || n > 2 {
+				t.Errorf("GET /v2/ sent %d times, want 1 or 2 (once per scheme)", n)
+			}
+		}
+		log := &requestLog{}
+		c := newClient(t, RegistryOptions{WrapTransport: log.wrap})
+		if _, err := c.Discover(t.Context(), w.images, DiscoverOptions{}); err != nil {
+			t.Fatalf("Discover() = %v", err)
+		}
+		pings(t, log)
+		seen := map[string]bool{}
+		for _, r := range log.all() {
+			if seen[r] && r != "GET /v2/" {
+				t.Errorf("Discover() sent %s twice", r)
+			}
+			seen[r] = true
+		}
+		if got, want := c.Stats().Requests, int64(len(log.all())); got != want {
+			t.Errorf("Stats().Requests = %d, want %d (the requests sent)", got, want)
+		}
+
+		log = &requestLog{}
+		c = newClient(t, RegistryOptions{WrapTransport: log.wrap})
+		const to = "requests"
+		if _, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.hashes[2], To: to}); err != nil {
+			t.Fatalf("Promote() = %v", err)
+		}
+		pings(t, log)
+		// Per image: GET the source, HEAD the target (check), PUT it,
+		// HEAD it (verify).
+		for _, want := range []struct {
+			method, suffix string
+			n              int
+		}{
+			{http.MethodGet, "/manifests/" + w.hashes[2], len(w.images)},
+			{http.MethodHead, "/manifests/" + to, 2 * len(w.images)},
+			{http.MethodPut, "/manifests/" + to, len(w.images)},
+		} {
+			if got := log.count(want.method, want.suffix); got != want.n {
+				t.Errorf("Promote() sent %s …%s %d times, want %d", want.method, want.suffix, got, want.n)
+			}
+		}
+		if got, want := len(log.all())-log.count(http.MethodGet, "/v2/"), 4*len(w.images); got != want {
+			t.Errorf("Promote() sent %d requests besides /v2/, want %d", got, want)
+		}
+	})
+
 	t.Run("retries 5xx", func(t *testing.T) {
 		var failed atomic.Int64
 		c := newClient(t, RegistryOptions{WrapTransport: func(next http.RoundTripper) http.RoundTripper {
