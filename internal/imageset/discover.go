@@ -11,7 +11,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -81,16 +83,24 @@ func (c *Client) Discover(ctx context.Context, images []Image, opts DiscoverOpti
 	outcomes := make([]outcome, len(images))
 	h := &hints{count: map[string]int{}}
 	// Every image's moving tag is resolved once, by whichever goroutine
-	// asks first.
-	heads := make([]func() (*v1.Descriptor, error), len(images))
+	// asks first: its digest (HEAD), or with tag_from_label its manifest
+	// too (GET, which has the digest).
+	heads := make([]func() (*remote.Descriptor, error), len(images))
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range images {
-		heads[i] = sync.OnceValues(func() (*v1.Descriptor, error) {
+		heads[i] = sync.OnceValues(func() (*remote.Descriptor, error) {
 			ref, err := c.ref(images[i], moving(images[i], opts))
 			if err != nil {
 				return nil, err
 			}
-			return c.puller.Head(gctx, ref)
+			if cmp.Or(opts.TagFromLabel, images[i].TagFromLabel) != "" {
+				return c.puller.Get(gctx, ref)
+			}
+			d, err := c.puller.Head(gctx, ref)
+			if err != nil {
+				return nil, err
+			}
+			return &remote.Descriptor{Descriptor: *d}, nil
 		})
 	}
 	one := func(ctx context.Context, i int) error {
@@ -201,8 +211,9 @@ func (h *hints) best() string {
 	return best
 }
 
-// discoverOne finds the tag of img; head resolves its moving tag.
-func (c *Client) discoverOne(ctx context.Context, img Image, opts DiscoverOptions, h *hints, head func() (*v1.Descriptor, error)) (*Resolved, error) {
+// discoverOne finds the tag of img; head resolves its moving tag (with its
+// manifest when the tag is read from a label).
+func (c *Client) discoverOne(ctx context.Context, img Image, opts DiscoverOptions, h *hints, head func() (*remote.Descriptor, error)) (*Resolved, error) {
 	mov := moving(img, opts)
 	ref, err := c.ref(img, mov)
 	if err != nil {
@@ -219,7 +230,7 @@ func (c *Client) discoverOne(ctx context.Context, img Image, opts DiscoverOption
 	res := &Resolved{Image: ref.String(), Digest: digest.String()}
 
 	if label := cmp.Or(opts.TagFromLabel, img.TagFromLabel); label != "" {
-		tag, err := c.tagFromLabel(ctx, img, mov, label)
+		tag, err := tagFromLabel(ref, desc, label)
 		if err != nil {
 			return nil, err
 		}
@@ -298,19 +309,14 @@ func (c *Client) sameDigest(ctx context.Context, img Image, tag string, want v1.
 
 var labelField = regexp.MustCompile(`\{([^{}]+)\}`)
 
-// tagFromLabel reads the tag from the image config's labels (for an index,
-// the linux/amd64 image's, or the first one's). label is a label name or a
-// format such as "{version}-{release}".
-func (c *Client) tagFromLabel(ctx context.Context, img Image, mov, label string) (string, error) {
-	ref, err := c.ref(img, mov)
-	if err != nil {
-		return "", err
-	}
-	desc, err := c.puller.Get(ctx, ref)
-	if err != nil {
-		return "", fmt.Errorf("fetching %s: %w", ref, err)
-	}
-	var image v1.Image
+// tagFromLabel reads the tag from the config labels of desc, the manifest
+// of ref (for an index, the linux/amd64 image's, or the first one's).
+// label is a label name or a format such as "{version}-{release}".
+func tagFromLabel(ref name.Tag, desc *remote.Descriptor, label string) (string, error) {
+	var (
+		image v1.Image
+		err   error
+	)
 	if desc.MediaType.IsIndex() {
 		image, err = desc.Image() // picks the default platform, linux/amd64
 		if err != nil {

@@ -346,6 +346,20 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("Stats().Requests = %d, want %d (the requests sent)", got, want)
 		}
 
+		// With tag_from_label the moving tag's manifest is fetched, once:
+		// it has the digest, no HEAD is needed.
+		log = &requestLog{}
+		c = newClient(t, RegistryOptions{WrapTransport: log.wrap})
+		if _, err := c.Discover(t.Context(), w.images, DiscoverOptions{TagFromLabel: testLabel}); err != nil {
+			t.Fatalf("Discover(tag_from_label) = %v", err)
+		}
+		if n := log.count(http.MethodHead, "/manifests/"+movingTag); n != 0 {
+			t.Errorf("Discover(tag_from_label) sent HEAD …/%s %d times, want 0", movingTag, n)
+		}
+		if got, want := log.count(http.MethodGet, "/manifests/"+movingTag), len(w.images); got != want {
+			t.Errorf("Discover(tag_from_label) sent GET …/%s %d times, want %d (once per image)", movingTag, got, want)
+		}
+
 		log = &requestLog{}
 		c = newClient(t, RegistryOptions{WrapTransport: log.wrap})
 		const to = "requests"
