@@ -55,19 +55,28 @@ func uniqueNS(prefix string) string {
 	return kube.DNSLabel(fmt.Sprintf("%s-%s", prefix, randHex(4)))
 }
 
+// newNamespaceNode creates a namespace node in a namespace named after
+// prefix, deleted when the test ends, and returns the namespace and the
+// node's connection.
+func newNamespaceNode(t *testing.T, d *kube.Driver, prefix, nodeID string) (string, *kube.Connection) {
+	t.Helper()
+	ns := uniqueNS(prefix)
+	owner := kube.Owner{Provider: "e2e", Pool: "main", NodeID: nodeID, Label: "namespace", Launcher: "e2e"}
+	t.Cleanup(func() { _ = d.Delete(context.Background(), ns, false) })
+	conn, err := d.Create(t.Context(), kube.Resource{Kind: kube.KindNamespace, Owner: owner, Namespace: ns})
+	if err != nil {
+		t.Fatalf("Create(namespace %s) = %v", ns, err)
+	}
+	return ns, conn
+}
+
 // TestKubeNamespaceScoping proves that a namespace node's token can manage
 // workloads in its own namespace and nothing anywhere else.
 func TestKubeNamespaceScoping(t *testing.T) {
 	env := testenv.Cluster(t)
 	d := newDriver(t, env)
 	ctx := t.Context()
-	ns := uniqueNS("e2e-ns")
-	owner := kube.Owner{Provider: "e2e", Pool: "main", NodeID: "0000000001", Label: "namespace", Launcher: "e2e"}
-	t.Cleanup(func() { _ = d.Delete(context.Background(), ns, false) })
-	conn, err := d.Create(ctx, kube.Resource{Kind: kube.KindNamespace, Owner: owner, Namespace: ns})
-	if err != nil {
-		t.Fatalf("Create(namespace) = %v", err)
-	}
+	ns, conn := newNamespaceNode(t, d, "e2e-ns", "0000000001")
 	if conn.Token == "" || time.Until(conn.TokenExpiry) > time.Hour+time.Minute {
 		t.Fatalf("token expiry %v, want a token bounded to about an hour", conn.TokenExpiry)
 	}
@@ -129,12 +138,7 @@ func TestKubeDeleteStopsPods(t *testing.T) {
 	env := testenv.Cluster(t)
 	d := newDriver(t, env)
 	ctx := t.Context()
-	ns := uniqueNS("e2e-del")
-	owner := kube.Owner{Provider: "e2e", Pool: "main", NodeID: "0000000002", Label: "namespace", Launcher: "e2e"}
-	t.Cleanup(func() { _ = d.Delete(context.Background(), ns, false) })
-	if _, err := d.Create(ctx, kube.Resource{Kind: kube.KindNamespace, Owner: owner, Namespace: ns}); err != nil {
-		t.Fatalf("Create(namespace) = %v", err)
-	}
+	ns, _ := newNamespaceNode(t, d, "e2e-del", "0000000002")
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "stubborn"},
 		Spec: corev1.PodSpec{
