@@ -401,7 +401,10 @@ func drainUntilDeleted(ctx context.Context, w watch.Interface) (bool, error) {
 			case watch.Deleted:
 				return true, nil
 			case watch.Error:
-				return false, apierrors.FromObject(ev.Object)
+				// The watch could not go on (a resource version too old,
+				// or too new for the API server's watch cache, which can
+				// lag for seconds): the caller looks again.
+				return false, nil
 			}
 		}
 	}

@@ -153,9 +153,23 @@ func TestKubeDeleteStopsPods(t *testing.T) {
 	if _, err := kube.WaitForPod(ctx, env.Client, ns, pod.Name); err != nil {
 		t.Fatal(err)
 	}
-	w, err := env.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + pod.Name})
-	if err != nil {
-		t.Fatal(err)
+	// A watch is in place once it has sent the pod's initial ADDED event;
+	// until the API server's watch cache has caught up it may instead end
+	// with an error ("Too large resource version"): then watch again.
+	var w watch.Interface
+	for w == nil {
+		cand, err := env.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + pod.Name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev, ok := <-cand.ResultChan(); ok && ev.Type == watch.Added {
+			w = cand
+			break
+		}
+		cand.Stop()
+		if err := ctx.Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	defer w.Stop()
 	// The deletion grace periods the pod was given, in order, read while
