@@ -258,10 +258,10 @@ const PodStopGrace = 1 * time.Second
 // once the namespace is gone (its finalizers have run), watching rather than
 // polling. A namespace that does not exist is not an error.
 //
-// The namespace's pods are deleted with a grace period of PodStopGrace:
-// otherwise the namespace controller waits out each pod's own (5 s for a
-// machine pod, 30 s by default for the pods a namespace node's job made)
-// before the namespace, and the node's quota, are gone.
+// The namespace's pods are first deleted with a grace period of
+// PodStopGrace: a pod whose spec asks for more (30 s by default, for the
+// pods a namespace node's job made) would otherwise keep the namespace, and
+// the node's quota, that long.
 func (d *Driver) Delete(ctx context.Context, namespace string, wait bool) error {
 	// The namespace controller, finding pods, waits as long as the longest
 	// grace period in their specs before it looks again, however soon they
