@@ -93,18 +93,11 @@ func (c *Component) UnmarshalJSON(b []byte) error {
 
 // ListComponents returns the registered components of one kind.
 func (c *Client) ListComponents(ctx context.Context, kind string) ([]*Component, error) {
-	if err := ctx.Err(); err != nil {
+	root := ComponentRoot + "/" + kind
+	names, err := c.childIDs(ctx, root)
+	if err != nil {
 		return nil, err
 	}
-	root := ComponentRoot + "/" + kind
-	names, _, err := c.conn.Children(c.abs(root))
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", root, zkErr(err))
-	}
-	slices.Sort(names)
 	var out []*Component
 	for _, name := range names {
 		p := root + "/" + name

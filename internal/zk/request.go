@@ -298,17 +298,7 @@ func (c *Client) lockRequest(ctx context.Context, id string, wait bool) (*Lock, 
 // that no longer exist are left behind and are for the launcher to clean up
 // (DeleteRequestLock), as Nodepool's cleanup does.
 func (c *Client) RequestLockIDs(ctx context.Context) ([]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	ids, _, err := c.conn.Children(c.abs(RequestLockRoot))
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", RequestLockRoot, zkErr(err))
-	}
-	return ids, nil
+	return c.childIDs(ctx, RequestLockRoot)
 }
 
 // DeleteRequestLock deletes a request's lock directory and any contenders
