@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"path"
 	"slices"
 	"strings"
@@ -293,8 +295,12 @@ func (c *Client) createContender(dir, prefix string) (string, error) {
 	return "", zkErr(err)
 }
 
-// isRetryable reports errors that a reconnect may cure.
+// isRetryable reports errors that a reconnect may cure: go-zookeeper's
+// own, and the network error of a request written to a connection that
+// had just dropped.
 func isRetryable(err error) bool {
+	var opErr *net.OpError
 	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrSessionExpired) ||
-		errors.Is(err, zk.ErrNoServer) || errors.Is(err, zk.ErrSessionMoved)
+		errors.Is(err, zk.ErrNoServer) || errors.Is(err, zk.ErrSessionMoved) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.As(err, &opErr)
 }
