@@ -19,6 +19,7 @@ func (l *Launcher) cleanupLoop(ctx context.Context) error {
 		// Every interval, a full pass: also the checks that cost a
 		// ZooKeeper read per node (abandoned in-use nodes) and the sweep.
 		full := time.Since(lastSweep) >= l.interval
+		session := l.zk.StateChanged()
 		if err := l.cleanup(ctx, full); err != nil && ctx.Err() == nil {
 			l.log.Warn("cleaning up nodes", "err", err)
 		}
@@ -32,6 +33,7 @@ func (l *Launcher) cleanupLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-nodes:
+		case <-session:
 		case <-tick.C:
 		}
 	}
@@ -74,7 +76,7 @@ func (l *Launcher) cleanup(ctx context.Context, full bool) error {
 		if n.State == zk.NodeReady && why == "" {
 			if n.AllocatedTo != "" {
 				l.deallocateIfLost(ctx, n)
-			} else if !tokenFresh(n, pw.driver.TokenExpiration) && l.claim(n.ID) {
+			} else if !tokenFresh(n, pw.provider.TokenExpiration) && l.claim(n.ID) {
 				l.goTracked(func() { l.refreshIdle(ctx, pw, n.ID) })
 			}
 		}

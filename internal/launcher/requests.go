@@ -20,6 +20,9 @@ func (l *Launcher) servePool(ctx context.Context, pw *poolWorker) error {
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
+		// A reconnect is a reason to look again at once: what failed for
+		// want of a connection can be done now.
+		session := l.zk.StateChanged()
 		if err := l.handleRequests(ctx, pw); err != nil && ctx.Err() == nil {
 			l.log.Warn("handling requests", "provider", pw.provider.Name, "pool", pw.pool.Name, "err", err)
 		}
@@ -34,6 +37,7 @@ func (l *Launcher) servePool(ctx context.Context, pw *poolWorker) error {
 			return nil
 		case <-reqs:
 		case <-nodes:
+		case <-session:
 		case <-tick.C:
 		}
 	}
@@ -462,7 +466,7 @@ func (l *Launcher) prepareSlots(ctx context.Context, pw *poolWorker, r *zk.Reque
 		s := slots[i]
 		wg.Go(func() {
 			if s.warm {
-				if !tokenFresh(s.node, pw.driver.TokenExpiration) {
+				if !tokenFresh(s.node, pw.provider.TokenExpiration) {
 					errs[i] = l.refreshToken(ctx, pw, s.node)
 				}
 			} else {
