@@ -67,6 +67,12 @@ func (l *Launcher) cleanup(ctx context.Context, full bool) error {
 			continue
 		}
 		why := l.doomed(n, live, now, false)
+		if why == "" && (n.State == zk.NodeBuilding || n.State == zk.NodeInit) && l.ownPool(n.Launcher) &&
+			now.Sub(zk.TimeOf(n.StateTime)) > abandonedAfter {
+			// Ours, and no goroutine of ours works on it (it is not
+			// busy): a launch abandoned when its session ended.
+			why = l.doomed(n, live, now, true)
+		}
 		if why == "" && full && n.State == zk.NodeInUse && !n.Detached() {
 			// The cache does not say who holds a lock: ask.
 			if h, err := l.zk.NodeLockHolder(ctx, n.ID); err == nil && h == nil {
@@ -135,6 +141,9 @@ func (l *Launcher) doomed(n *zk.Node, live map[string]bool, now time.Time, unloc
 		if live != nil && !live[n.Launcher] { // nil: not listed, not known
 			return "orphaned by launcher " + n.Launcher
 		}
+		if unlocked && l.ownPool(n.Launcher) && now.Sub(zk.TimeOf(n.StateTime)) > abandonedAfter {
+			return "building, ours, and nobody works on it: abandoned when its session ended"
+		}
 	case zk.NodeReady:
 		lb := l.cfg.Label(firstType(n))
 		if n.AllocatedTo == "" && lb != nil && lb.MaxReadyAge > 0 && age > lb.MaxReadyAge {
@@ -149,6 +158,21 @@ func (l *Launcher) doomed(n *zk.Node, live map[string]bool, now time.Time, unloc
 		}
 	}
 	return ""
+}
+
+// abandonedAfter is how long a building node of this launcher's must have
+// been unlocked and idle before it counts as abandoned: a node is claimed
+// within moments of its creation, so this only guards that moment.
+const abandonedAfter = 5 * time.Second
+
+// ownPool reports whether id is one of this launcher's pool workers.
+func (l *Launcher) ownPool(id string) bool {
+	for _, pw := range l.pools {
+		if pw.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 func firstType(n *zk.Node) string {

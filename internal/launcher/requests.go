@@ -398,7 +398,7 @@ func (l *Launcher) fulfil(ctx context.Context, pw *poolWorker, reqLock *zk.Lock,
 	// node in its place, once: a failure that is not the label's fault
 	// (a node lost, a kubelet hiccup) does not cost the job, and one that
 	// is (a missing image) ends in a decline after two nodes, not a loop.
-	if ctx.Err() == nil {
+	if ctx.Err() == nil && !reqLock.Lost() {
 		var again []int
 		for i, s := range slots {
 			if errs[i] == nil || s.warm {
@@ -423,6 +423,18 @@ func (l *Launcher) fulfil(ctx context.Context, pw *poolWorker, reqLock *zk.Lock,
 			again = append(again, i)
 		}
 		l.prepareSlots(ctx, pw, r, slots, again, errs)
+	}
+	if reqLock.Lost() {
+		// The session ended while we worked: the request's lock and the
+		// nodes' locks went with it. Whatever we would write now could
+		// contradict another owner; the request is requested again by
+		// whoever finds it pending and unlocked, and our nodes, unlocked
+		// and building, are cleaned up.
+		l.log.Warn("abandoning request: its lock was lost with the ZooKeeper session", "request", r.ID)
+		for _, s := range slots {
+			l.release(s.node.ID)
+		}
+		return
 	}
 	ids := make([]string, len(slots))
 	for i, s := range slots {

@@ -96,11 +96,12 @@ func (l *Launcher) Ready(ctx context.Context) error {
 	if !ready {
 		return errors.New("launcher not registered yet")
 	}
-	if st, _ := l.zk.State(); st != zk.StateConnected {
-		return errors.New("ZooKeeper " + st.String())
-	}
+	st, _ := l.zk.State()
 	if n := l.zk.Owed(); n > 0 {
-		return fmt.Errorf("owing ZooKeeper %d writes", n)
+		return fmt.Errorf("owing ZooKeeper %d writes (session %s)", n, st)
+	}
+	if st != zk.StateConnected {
+		return errors.New("ZooKeeper " + st.String())
 	}
 	return nil
 }
