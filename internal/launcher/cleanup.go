@@ -28,12 +28,16 @@ func (l *Launcher) cleanupLoop(ctx context.Context) error {
 			if err := l.sweep(ctx); err != nil && ctx.Err() == nil {
 				l.log.Warn("sweeping leaked namespaces", "err", err)
 			}
+			if err := l.sweepRequestLocks(ctx); err != nil && ctx.Err() == nil {
+				l.log.Warn("sweeping stale request locks", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-nodes:
 		case <-session:
+		case <-l.wake:
 		case <-tick.C:
 		}
 	}
@@ -237,7 +241,10 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 	defer l.release(id)
 	lock, n, err := l.zk.TryLockNode(ctx, id)
 	if err != nil {
-		return // someone else has it, or it is gone
+		// Someone else has it (look again as soon as they let go: they
+		// may have died), or it is gone.
+		l.wakeWhenReleased(ctx, zk.NodeLockDir(id), err)
+		return
 	}
 	defer func() { _ = lock.Release(context.WithoutCancel(ctx)) }()
 	why := l.doomed(n, live, time.Now(), true) // we hold its lock
@@ -373,6 +380,7 @@ func (l *Launcher) resetLostRequests(ctx context.Context, reqs []*zk.Request) {
 		}
 		lock, cur, err := l.zk.TryLockRequest(ctx, r.ID)
 		if err != nil {
+			l.wakeWhenReleased(ctx, zk.RequestLockDir(r.ID), err)
 			continue
 		}
 		if cur.State == zk.RequestPending {
@@ -383,4 +391,32 @@ func (l *Launcher) resetLostRequests(ctx context.Context, reqs []*zk.Request) {
 		}
 		_ = lock.Release(ctx)
 	}
+}
+
+// sweepRequestLocks deletes the lock directories of requests that no longer
+// exist (Zuul deletes a request once it has its nodes; the lock directory
+// stays), as Nodepool's cleanup does. A directory somebody contends in is
+// left alone.
+func (l *Launcher) sweepRequestLocks(ctx context.Context) error {
+	ids, err := l.zk.RequestLockIDs(ctx)
+	if err != nil {
+		return err
+	}
+	deleted := 0
+	for _, id := range ids {
+		if _, ok := l.requests.Get(id); ok || l.isBusy(id) {
+			continue
+		}
+		ok, err := l.zk.DeleteStaleRequestLock(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ok {
+			deleted++
+		}
+	}
+	if deleted > 0 {
+		l.log.Info("deleted stale request locks", "count", deleted)
+	}
+	return nil
 }
