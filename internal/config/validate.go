@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -172,6 +173,13 @@ func (l *PoolLabel) validate(v *errorList, p string) {
 	if l.PythonPath == "" {
 		v.at(p+".python-path", "must not be empty")
 	}
+	if l.Username != "" && (l.Type != TypePod || !validUsername.MatchString(l.Username)) {
+		if l.Type != TypePod {
+			v.at(p+".username", "only pod labels have a user to run jobs as")
+		} else {
+			v.at(p+".username", "%q is not a user name (want lower-case letters, digits, _ and -, starting with a letter or _)", l.Username)
+		}
+	}
 	validateMetadata(v, p+".labels", l.Labels, true)
 	validateMetadata(v, p+".dynamic-labels", l.DynamicLabels, false)
 	validateMetadata(v, p+".annotations", l.Annotations, false)
@@ -310,3 +318,6 @@ func checkFormat(f string) error {
 	}
 	return nil
 }
+
+// validUsername is a portable POSIX user name, as useradd accepts by default.
+var validUsername = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)

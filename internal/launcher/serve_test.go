@@ -26,7 +26,7 @@ providers:
       - name: main
         max-servers: 2
         labels:
-          - {name: pod, type: pod, image: "example.org/m:1", cpu: 1, memory: 64}
+          - {name: pod, type: pod, image: "example.org/m:1", cpu: 1, memory: 64, username: ci}
           - {name: ns, type: namespace}
           - {name: huge, type: pod, image: "example.org/m:1", cpu: 1, memory: 64, extra-resources: {gpu: 3}}
         max-resources: {gpu: 2}
@@ -47,6 +47,9 @@ func TestServeFulfilsRequest(t *testing.T) {
 	kc, err := pod.KubeConnection()
 	if err != nil || kc.Pod != "pod" || kc.Token == "" || kc.Namespace != pod.ExternalID {
 		t.Errorf("pod node connection = %+v, %v", kc, err)
+	}
+	if pod.Username != "ci" {
+		t.Errorf("pod node username = %q, want the label's, ci", pod.Username)
 	}
 	if ns.ConnectionType != zk.ConnectionNamespace {
 		t.Errorf("ns node connection type = %q, want namespace", ns.ConnectionType)

@@ -131,7 +131,7 @@ type Client struct {
 	sessionID   int64
 	changed     chan struct{} // closed and replaced on every state change
 	registered  map[*Registration]struct{}
-	owed        int // writes waiting for a connection; see owe
+	owed        int   // writes waiting for a connection; see owe
 	dialErr     error // the last connection attempt's error, nil after a success
 	closed      bool
 	done        chan struct{}
