@@ -142,7 +142,7 @@ func startLauncherDrivers(t testing.TB, makeConfig func(env *testenv.Env, server
 	if err != nil {
 		t.Fatalf("config.Parse = %v", err)
 	}
-	drivers := map[string]*kube.Driver{}
+	drivers := map[string]launcher.Driver{}
 	for _, p := range cfg.Providers {
 		rc, err := p.RESTConfig()
 		if err != nil {
