@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -294,9 +295,10 @@ func TestSafeNodes(t *testing.T) {
 				_, err := ns.client.CoreV1().ResourceQuotas(ns.namespace).Patch(ctx, kube.PolicyName, types.MergePatchType, patch, metav1.PatchOptions{})
 				return err
 			}, forbiddenRBAC},
-			{"Endpoints to an address of its choice", func(ctx context.Context) error {
-				ep := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: "out"}}
-				_, err := ns.client.CoreV1().Endpoints(ns.namespace).Create(ctx, ep, dry)
+			{"EndpointSlice to an address of its choice", func(ctx context.Context) error {
+				es := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "out"}, AddressType: discoveryv1.AddressTypeIPv4,
+					Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.244.0.1"}}}}
+				_, err := ns.client.DiscoveryV1().EndpointSlices(ns.namespace).Create(ctx, es, dry)
 				return err
 			}, forbiddenRBAC},
 			{"list namespaces", listNamespaces(ns), forbiddenRBAC},
