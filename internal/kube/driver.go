@@ -142,8 +142,6 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 		}
 		level := r.Policy.PodSecurity
 		if r.Kind == KindPod {
-			spec = *r.Pod.DeepCopy()
-			HardenPod(&spec)
 			if level == "" {
 				if level, err = PodSecurityFor(&spec, version); err != nil {
 					return nil, err
@@ -245,8 +243,8 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	spec.RestartPolicy = corev1.RestartPolicyNever
 	// The pod runs as the node's service account, so that the node's token
 	// can be bound to the pod (deleting the pod revokes it), but does not
-	// mount a token itself (unless its spec asks, see HardenPod): the
-	// token is for the job.
+	// mount a token itself (unless its spec asks): the token is for the
+	// job.
 	spec.ServiceAccountName = ServiceAccountName
 	if spec.AutomountServiceAccountToken == nil {
 		spec.AutomountServiceAccountToken = ptr(false)

@@ -70,9 +70,7 @@ func (l *Launcher) logPodSecurity() {
 			if err != nil {
 				continue // the launch says why
 			}
-			spec := res.Pod
-			kube.HardenPod(&spec)
-			level, err := kube.PodSecurityFor(&spec, "latest")
+			level, err := kube.PodSecurityFor(&res.Pod, "latest")
 			if err != nil {
 				l.log.Warn("pod security", "label", label.Name, "err", err)
 				continue
