@@ -47,9 +47,8 @@ type Driver struct {
 	// TokenExpiration is the lifetime requested for node tokens.
 	TokenExpiration time.Duration
 	// WithoutPolicy leaves out what a node's namespace enforces (Pod
-	// Security labels, quota, limits, network policy) and the pod's safe
-	// defaults: only for measuring what they cost. Never set it for nodes
-	// that run untrusted jobs.
+	// Security labels, quota, limits, network policy): only for measuring
+	// what they cost. Never set it for nodes that run untrusted jobs.
 	WithoutPolicy bool
 
 	facts clusterFacts

@@ -45,8 +45,8 @@ func reportLatency(b *testing.B, took []time.Duration) {
 //     existing namespace until it is Ready (seen by watch), with nothing of
 //     kubepool's;
 //   - cold-without-policy: cold as it was before safe nodes, without the
-//     namespace's Pod Security labels, quota and network policy and the
-//     pod's safe defaults (kube.Driver.WithoutPolicy): what they cost;
+//     namespace's Pod Security labels, quota and network policy
+//     (kube.Driver.WithoutPolicy): what they cost;
 //   - cold: every node launched (namespace with its Pod Security labels,
 //     service account, role and binding, network policy, pod to Ready,
 //     quota, bound token, ZooKeeper records);
