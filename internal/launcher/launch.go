@@ -137,6 +137,7 @@ func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node,
 		Owner:       kube.Owner{Provider: pw.provider.Name, Pool: pw.pool.Name, NodeID: n.ID, Label: label.Name, Launcher: l.id},
 		Namespace:   ns,
 		Annotations: label.Annotations,
+		Policy:      nodePolicy(label),
 	}
 	if label.Type != config.TypePod {
 		return res, nil
