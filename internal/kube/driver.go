@@ -102,6 +102,9 @@ type Resource struct {
 	Policy Policy
 	// Observe, if set, is told when the pod reaches each Milestone.
 	Observe func(Milestone)
+	// Waiting, if set, is told when the pod starts waiting for something
+	// that may pass (see WaitForPodReporting), and nil when it stops.
+	Waiting func(*PodError)
 }
 
 // Connection is what a node's user needs to reach it.
@@ -259,7 +262,7 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	// the pod may be created.
 	g.Go(func() error { return createQuota(gctx) })
 	g.Go(func() error {
-		p, err := WaitForPodObserved(gctx, d.Client, r.Namespace, r.PodName, r.Observe)
+		p, err := WaitForPodReporting(gctx, d.Client, r.Namespace, r.PodName, r.Observe, r.Waiting)
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubepool/kubepool/internal/config"
 	"github.com/kubepool/kubepool/internal/kube"
 	"github.com/kubepool/kubepool/internal/testenv"
 	"github.com/kubepool/kubepool/internal/zk"
@@ -48,7 +49,7 @@ func (d *fakeDriver) Create(ctx context.Context, r kube.Resource) (*kube.Connect
 		}
 	}
 	conn := &kube.Connection{Host: "https://k8s.example.org", SkipTLS: true, Namespace: r.Namespace, User: kube.ServiceAccountName,
-		Token: "token-" + r.Namespace, TokenExpiry: time.Now().Add(time.Hour)}
+		Token: "token-" + r.Namespace, TokenExpiry: time.Now().Add(config.DefaultTokenExpiration)}
 	if r.Kind == kube.KindPod {
 		conn.Pod, conn.Node = r.PodName, "node-1"
 	}
@@ -72,7 +73,7 @@ func (d *fakeDriver) Delete(ctx context.Context, ns string, wait bool) error {
 }
 
 func (d *fakeDriver) RefreshToken(ctx context.Context, conn *kube.Connection) error {
-	conn.Token, conn.TokenExpiry = "fresh-"+conn.Namespace, time.Now().Add(time.Hour)
+	conn.Token, conn.TokenExpiry = "fresh-"+conn.Namespace, time.Now().Add(config.DefaultTokenExpiration)
 	return nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/kubepool/kubepool/internal/kube"
 	"github.com/kubepool/kubepool/internal/zk"
 )
@@ -203,8 +205,49 @@ func TestDriverDataIsTyped(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(n.DriverData)
-	if !strings.Contains(string(b), tokenExpiryKey) {
+	if !strings.Contains(string(b), tokenExpiryKey) || driverDataOf(n).TokenExpires == 0 {
 		t.Errorf("driver_data = %s, want %s", b, tokenExpiryKey)
 	}
 	_ = errors.New
+}
+
+// A pod that waits for room (or for a pull that may pass) says so in its
+// node record and metrics while the launch waits, and the launch goes on.
+func TestLaunchWaitsAndSaysWhy(t *testing.T) {
+	r := newRig(t, unitConfig, rigOptions{})
+	release := make(chan struct{})
+	r.driver.setCreateHook(func(ctx context.Context, res kube.Resource) error {
+		if res.Kind != kube.KindPod {
+			return nil
+		}
+		res.Waiting(&kube.PodError{Namespace: res.Namespace, Pod: res.PodName, Reason: "Unschedulable", Message: "0/1 nodes are available: 1 Insufficient cpu."})
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		res.Waiting(nil)
+		return nil
+	})
+	id := r.submit("pod")
+	r.waitFor("the node to say why it waits", func() bool {
+		for _, n := range r.nodes() {
+			if strings.Contains(driverDataOf(n).Waiting, "Insufficient cpu") && n.State == zk.NodeBuilding {
+				return true
+			}
+		}
+		return false
+	})
+	if got := testutil.ToFloat64(r.l.metrics.LaunchWaits.WithLabelValues("pod", "Unschedulable")); got != 1 {
+		t.Errorf("launch_waits_total{pod, Unschedulable} = %v, want 1", got)
+	}
+	close(release)
+	req := r.waitState(id, zk.RequestFulfilled)
+	n, err := r.zuul.GetNode(t.Context(), req.Nodes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dd := driverDataOf(n); dd.Waiting != "" || dd.TokenExpires == 0 {
+		t.Errorf("ready node's driver data = %+v, want no waiting reason and a token expiry", dd)
+	}
 }
