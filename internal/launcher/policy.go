@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"context"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -66,7 +67,7 @@ func (l *Launcher) logPodSecurity() {
 				l.log.Info("pod security", "provider", pw.provider.Name, "pool", pw.pool.Name, "label", label.Name, "level", label.PodSecurity, "from", "pod-security")
 				continue
 			}
-			res, err := l.resource(pw, label, &zk.Node{}, nil, "start-up", time.Now())
+			res, err := l.resource(context.Background(), pw, label, &zk.Node{}, nil, "start-up", time.Now()) // only shapes the pod
 			if err != nil {
 				continue // the launch says why
 			}
