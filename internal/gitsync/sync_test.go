@@ -185,7 +185,7 @@ type cutPushes struct {
 }
 
 func (c *cutPushes) Run(ctx context.Context, t podexec.Target, cmd []string, o podexec.Options) error {
-	if c.n > 0 && strings.Contains(cmd[2], "kubepool-incoming") {
+	if c.n > 0 && strings.Contains(cmd[2], "update-ref --no-deref --stdin") {
 		c.n--
 		c.cuts = 1
 	}

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -65,7 +66,7 @@ type ExecError struct {
 }
 
 func (e *ExecError) Error() string {
-	msg := fmt.Sprintf("running %q in pod %s: exit code %d", e.Command, e.Target, e.ExitCode)
+	msg := fmt.Sprintf("running %s in pod %s: exit code %d", shortCommand(e.Command), e.Target, e.ExitCode)
 	if e.Stderr != "" {
 		msg += ": " + e.Stderr
 	}
@@ -92,6 +93,11 @@ type Options struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	// StallTimeout, when positive, abandons the exec with a *StallError
+	// when, while stdin still has data, the command takes none of it and
+	// prints nothing for that long: a receiver that stopped. Once stdin
+	// ended, a command may work silently for as long as it needs.
+	StallTimeout time.Duration
 }
 
 // Executor runs commands in pods of one cluster.
@@ -109,6 +115,10 @@ type Executor struct {
 	// 3.0–3.7 s over SPDY in 4 parallel streams. SPDY closes stdin by
 	// closing its stream, so commands still see end of input.
 	PreferSPDY bool
+	// ExitGrace is how long an exec whose command closed its output may
+	// take to deliver the exit status before it is abandoned with a
+	// *NoStatusError (default DefaultExitGrace); see watch.go.
+	ExitGrace time.Duration
 
 	proxy atomic.Pointer[url.URL] // set by CutStreams
 }
@@ -146,9 +156,39 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 	if o.Stderr != nil {
 		stderr = io.MultiWriter(o.Stderr, tailBuf)
 	}
-	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: o.Stdin, Stdout: o.Stdout, Stderr: stderr})
+	outputs := 1
+	if o.Stdout != nil {
+		outputs++
+	}
+	w := newWatch(outputs)
+	so := remotecommand.StreamOptions{Stderr: &watchedWriter{out: stderr, w: w}}
+	if o.Stdin != nil {
+		so.Stdin = &watchedReader{r: o.Stdin, w: w}
+	}
+	if o.Stdout != nil {
+		so.Stdout = &watchedWriter{out: o.Stdout, w: w}
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	grace := e.ExitGrace
+	if grace <= 0 {
+		grace = DefaultExitGrace
+	}
+	go w.run(done, cancel, grace, o.StallTimeout,
+		func() error {
+			return &NoStatusError{Target: t, Command: cmd, StdinLeft: o.Stdin != nil && !w.stdinEOF.Load(), Stderr: tailBuf.String()}
+		},
+		func() error { return &StallError{Target: t, Command: cmd, Idle: o.StallTimeout, Sent: w.sent.Load()} })
+	err = ex.StreamWithContext(sctx, so)
+	close(done)
+	w.stop.Store(true) // client-go may still read stdin: it gets EOF
 	if err == nil {
 		return nil
+	}
+	if ctx.Err() == nil && sctx.Err() != nil {
+		// Abandoned by the watch: its cause says why.
+		return context.Cause(sctx)
 	}
 	var exit utilexec.ExitError
 	if errors.As(err, &exit) && exit.Exited() {
@@ -180,7 +220,7 @@ type StartError struct {
 }
 
 func (e *StartError) Error() string {
-	return fmt.Sprintf("starting %q in pod %s: %s", e.Command, e.Target, e.Message)
+	return fmt.Sprintf("starting %s in pod %s: %s", shortCommand(e.Command), e.Target, e.Message)
 }
 
 // ErrNotFound is matched by errors about a pod or container that does not
