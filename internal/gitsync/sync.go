@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -852,4 +853,86 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// CheckError is a Check that found repos not in their source's state.
+type CheckError struct {
+	Target podexec.Target
+	// Repos are the paths of the repos not verified, with their states.
+	Repos map[string]State
+}
+
+func (e *CheckError) Error() string {
+	paths := slices.Sorted(maps.Keys(e.Repos))
+	parts := make([]string, 0, min(len(paths), 5))
+	for _, p := range paths[:min(len(paths), 5)] {
+		parts = append(parts, fmt.Sprintf("%s %s", p, e.Repos[p]))
+	}
+	more := ""
+	if len(paths) > 5 {
+		more = fmt.Sprintf(", and %d more", len(paths)-5)
+	}
+	return fmt.Sprintf("%d repos in pod %s are not their source's: %s%s", len(paths), e.Target, strings.Join(parts, ", "), more)
+}
+
+// Check compares the repos in the pod with their sources and changes
+// nothing, in the pod or here: each repo's State is StateVerified when
+// its refs, HEAD and working tree are the source's and its last sync
+// did not stop half way. It returns a *CheckError when any repo is not verified.
+func (s *Syncer) Check(ctx context.Context, repos []Repo) (*Result, error) {
+	if s.Exec == nil || s.Target.Pod == "" || s.Target.Namespace == "" {
+		return nil, errors.New("gitsync: Syncer needs Exec and a Target with Namespace and Pod")
+	}
+	paths := make([]string, len(repos))
+	for i, r := range repos {
+		p, err := cleanRelPath(r.Path)
+		if err != nil {
+			return nil, err
+		}
+		paths[i] = p
+	}
+	local := make([]state, len(repos))
+	localErr := make([]error, len(repos))
+	var remote map[string]*podState
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.parallel() + 1)
+	g.Go(func() error {
+		var err error
+		remote, err = s.probe(gctx, paths, false)
+		return err
+	})
+	for i, r := range repos {
+		g.Go(func() error {
+			local[i], localErr[i] = localState(gctx, r.Dir)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	res := &Result{Repos: make([]RepoResult, len(repos))}
+	bad := map[string]State{}
+	for i, p := range paths {
+		rr := RepoResult{Path: p}
+		have := remote[p]
+		switch {
+		case localErr[i] != nil:
+			rr.State, rr.Error = StateUnknown, localErr[i].Error()
+		default:
+			rr.State = describe(local[i], have)
+		}
+		if have != nil && have.Exists {
+			rr.Head, rr.Refs = have.Head, len(have.Refs)
+		}
+		rr.UpToDate = rr.State == StateVerified
+		rr.WasPartial = have != nil && have.Partial
+		if rr.State != StateVerified {
+			bad[p] = rr.State
+		}
+		res.Repos[i] = rr
+	}
+	if len(bad) > 0 {
+		return res, &CheckError{Target: s.Target, Repos: bad}
+	}
+	return res, nil
 }
