@@ -66,9 +66,17 @@ checkout() {
 	$g rev-parse -q --verify HEAD >/dev/null || return 0
 	heal
 	if [ "$1" = keep ] && [ "$(treestate)" != "tree clean" ]; then return 0; fi
+	if [ -f .git/index.lock ]; then
+		echo "kubepool-gitsync: $PWD/.git/index.lock exists: another git process is running there, or one that crashed left it (not kubepool: left alone)" >&2
+		return 1
+	fi
+	# The mark claims the lock git is about to take; it stays when git
+	# or this shell is killed (git fails otherwise releasing its lock).
 	echo $$ >.git/kubepool-checkout
-	$g reset -q --hard
-	if [ "$1" != fresh ] || [ "$(treestate)" != "tree clean" ]; then $g clean -q -d -f -f -x; fi
+	$g reset -q --hard || { rc=$?; [ $rc -gt 128 ] || rm -f .git/kubepool-checkout; return $rc; }
+	if [ "$1" != fresh ] || [ "$(treestate)" != "tree clean" ]; then
+		$g clean -q -d -f -f -x || { rc=$?; [ $rc -gt 128 ] || rm -f .git/kubepool-checkout; return $rc; }
+	fi
 	rm -f .git/kubepool-checkout
 }
 # state prints the repo's state lines.
