@@ -5,6 +5,15 @@
 // breaks without one is an error (client-go only logs a failed stdin copy),
 // and a non-zero exit is an *ExecError carrying the tail of stderr.
 //
+// Run never waits on a stream without a way out. A command that exits (or
+// is killed) before it read all of its stdin leaves the exec open with no
+// status coming (see watch.go for why): Run sees the command's output
+// streams end and, if the status does not follow within ExitGrace, gives up
+// with a *NoStatusError. With Options.StallTimeout, an exec whose stdin
+// stops being read while nothing is printed is given up with a
+// *StallError. Both match ErrStream: the command may or may not have done
+// its work.
+//
 // Long, idle streams (a command that computes for minutes before it writes)
 // are kept alive by heartbeats on both protocols: client-go pings every 5 s
 // over WebSocket (and fails the stream after 12 unanswered pings) and over
