@@ -17,7 +17,9 @@ func TestWatchOutputEnded(t *testing.T) {
 	w := newWatch(2)
 	var out bytes.Buffer
 	for range 2 {
-		if _, err := io.Copy(&watchedWriter{out: &out, w: w}, strings.NewReader("hello\n")); err != nil {
+		// Streams of client-go are plain readers (no WriterTo).
+		stream := struct{ io.Reader }{strings.NewReader("hello\n")}
+		if _, err := io.Copy(&watchedWriter{out: &out, w: w}, stream); err != nil {
 			t.Fatal(err)
 		}
 	}
