@@ -29,7 +29,7 @@ import (
 
 // DefaultExitGrace is how long Run waits for the exit status once the
 // command's output ended (see Executor.ExitGrace).
-const DefaultExitGrace = time.Second
+const DefaultExitGrace = 2 * time.Second
 
 // NoStatusError is a command that ended (it closed its stdout and stderr)
 // without its exit status arriving within the grace period, most likely
