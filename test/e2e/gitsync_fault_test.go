@@ -355,3 +355,47 @@ func waitInPod(t *testing.T, ex *podexec.Executor, target podexec.Target, script
 	t.Fatalf("waiting in pod %s for %q: %v", target, script, ctx.Err())
 }
 
+
+// endlessReader is stdin that never ends.
+type endlessReader struct{}
+
+func (endlessReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// TestExecCommandStopsReading runs a command that exits after reading 1
+// KiB of an endless stdin, over SPDY and WebSocket: Run returns, with the
+// command's exit code when the status arrives, or a *NoStatusError with
+// its last words when the runtime holds the status back.
+func TestExecCommandStopsReading(t *testing.T) {
+	env := testenv.Cluster(t)
+	target := machinePod(t, env, "e2e-exec-stops")
+	for _, proto := range protocols {
+		t.Run(proto.name, func(t *testing.T) {
+			ex := newExecutor(t, env, !proto.preferSPDY)
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+			defer cancel()
+			start := time.Now()
+			err := ex.Run(ctx, target, []string{"sh", "-c", "head -c 1024 >/dev/null; echo receiver gone >&2; exit 3"}, podexec.Options{Stdin: endlessReader{}})
+			if ctx.Err() != nil {
+				t.Fatalf("Run still waiting after 3 minutes (hang): %v", err)
+			}
+			t.Logf("%s: %v after %v", proto.name, err, time.Since(start).Round(time.Millisecond))
+			var ee *podexec.ExecError
+			var ns *podexec.NoStatusError
+			switch {
+			case errors.As(err, &ee):
+				if ee.ExitCode != 3 {
+					t.Errorf("exit code = %d, want 3", ee.ExitCode)
+				}
+			case errors.As(err, &ns):
+				if !ns.StdinLeft || !strings.Contains(ns.Stderr, "receiver gone") {
+					t.Errorf("NoStatusError = %+v, want stdin left and the command's stderr", ns)
+				}
+			default:
+				t.Errorf("Run of a command that stops reading = %v, want an *ExecError or a *NoStatusError", err)
+			}
+		})
+	}
+}
