@@ -158,7 +158,7 @@ func (s *Syncer) pushBatch(ctx context.Context, items []*batchItem) {
 			// Sent as a push of its own instead.
 		case st != nil && st.Failed:
 			// The pod said why, in this repo's own words.
-			it.runErr = &ScriptError{Target: s.Target, ExitCode: -1, Message: lastLines(strings.Join(st.Errors, "\n"), 3), Err: runErr}
+			it.runErr = &ScriptError{Target: s.Target, ExitCode: st.ExitCode, Message: lastLines(strings.Join(st.Errors, "\n"), 3), Err: runErr}
 			if runErr == nil {
 				it.runErr.(*ScriptError).Err = podexec.ErrStream
 			}

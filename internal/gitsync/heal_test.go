@@ -221,3 +221,56 @@ func TestSyncBadDestination(t *testing.T) {
 		t.Logf("%s: %v (%v)", dest, err, time.Since(start))
 	}
 }
+
+// A git reset really killed half way (by a smudge filter that kills it on
+// its third file, once), with no attempt left: the sync fails that repo
+// in git's words, and the next one heals it.
+func TestSyncKilledResetHeals(t *testing.T) {
+	src, dest := t.TempDir(), t.TempDir()
+	paths := gittest.Workspace(t, src)
+	repos, err := gitsync.FindRepos(src, paths[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := t.TempDir()
+	armed := filepath.Join(hooks, "armed")
+	gittest.Write(t, hooks, map[string]string{
+		"attributes": "* filter=kpkill\n",
+		"smudged":    "0\n",
+		"armed":      "",
+	})
+	smudge := filepath.Join(hooks, "smudge")
+	script := "#!/bin/sh\nn=$(($(cat " + hooks + "/smudged) + 1))\necho $n >" + hooks + "/smudged\n" +
+		"if [ $n -ge 3 ] && [ -f " + armed + " ]; then rm -f " + armed + "; kill -9 $PPID; exit 1; fi\nexec cat\n"
+	if err := os.WriteFile(smudge, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &localRunner{env: []string{
+		"GIT_CONFIG_COUNT=2",
+		"GIT_CONFIG_KEY_0=core.attributesFile", "GIT_CONFIG_VALUE_0=" + filepath.Join(hooks, "attributes"),
+		"GIT_CONFIG_KEY_1=filter.kpkill.smudge", "GIT_CONFIG_VALUE_1=" + smudge,
+	}}
+	s := syncer(r, dest)
+	s.Attempts = 1
+	_, err = s.Sync(t.Context(), repos)
+	if _, serr := os.Stat(armed); serr == nil {
+		t.Fatalf("the checkout was not killed (Sync = %v)", err)
+	}
+	var re *gitsync.RepoError
+	if !errors.As(err, &re) || strings.Contains(err.Error(), "set -eu") {
+		t.Fatalf("Sync with a killed checkout = %v, want a *RepoError without the script", err)
+	}
+	t.Logf("killed checkout: %v", err)
+	if _, err := os.Stat(filepath.Join(dest, paths[0], ".git/index.lock")); err != nil {
+		t.Fatalf("no index.lock after the killed checkout: %v", err)
+	}
+	r.env = nil
+	res, err := s.Sync(t.Context(), repos)
+	if err != nil {
+		t.Fatalf("Sync after a killed checkout = %v", err)
+	}
+	if rr := res.Repos[0]; !rr.WasPartial || rr.State != gitsync.StateVerified {
+		t.Errorf("Sync after a killed checkout: %+v, want reported partial, verified", rr)
+	}
+	compareWorkspaces(t, src, dest, paths[:1])
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/kubepool/kubepool/internal/podexec"
@@ -19,7 +20,7 @@ import (
 //	head <contents of .git/HEAD>
 //	synced <digest>            (when the last sync of the repo completed)
 //	tree clean|dirty|none|broken  (the working tree against HEAD)
-//	failed <path>              (instead of its state: it failed)
+//	failed <status> <path>     (instead of its state: it failed)
 //	error <line>               (after failed: its last lines of stderr)
 //	end                        (after the last repo)
 //
@@ -240,9 +241,8 @@ while IFS= read -r l; do
 	) </dev/null 2>&1)
 	rc=$?
 	if [ $rc -ne 0 ]; then
-		echo "failed $p"
+		echo "failed $rc $p"
 		printf '%s\n' "$msg" | tail -n 5 | sed 's/^/error /'
-		echo "error (exit status $rc)"
 		failed=1
 	fi
 done
@@ -263,8 +263,9 @@ type podState struct {
 	// Partial: an earlier sync of the repo was interrupted.
 	Partial bool
 	// Failed: the script failed this repo, saying Errors.
-	Failed bool
-	Errors []string
+	Failed   bool
+	ExitCode int
+	Errors   []string
 }
 
 // parseStates reads the scripts' output. On an error it also returns the
@@ -294,7 +295,11 @@ func parseStates(r io.Reader) (map[string]*podState, error) {
 			cur, curPath = &podState{}, val
 		case key == "failed":
 			done()
-			cur, curPath = &podState{Failed: true}, val
+			code, p, _ := strings.Cut(val, " ")
+			cur, curPath = &podState{Failed: true, ExitCode: -1}, p
+			if n, err := strconv.Atoi(code); err == nil {
+				cur.ExitCode = n
+			}
 		case key == "error" && cur != nil && cur.Failed:
 			cur.Errors = append(cur.Errors, val)
 		case cur == nil:

@@ -235,6 +235,9 @@ func (e *ScriptError) Error() string {
 	if e.Message != "" {
 		msg += e.Message + " "
 	}
+	if e.ExitCode > 128 && e.ExitCode < 128+65 {
+		return msg + fmt.Sprintf("(killed by signal %d)", e.ExitCode-128)
+	}
 	if e.ExitCode >= 0 {
 		return msg + fmt.Sprintf("(exit status %d)", e.ExitCode)
 	}
