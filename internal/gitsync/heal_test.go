@@ -183,7 +183,8 @@ func TestSyncEmptyGitDir(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(src, "src/broken/.git"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	repos, err := gitsync.FindRepos(src)
+	paths = paths[:1]
+	repos, err := gitsync.FindRepos(src, paths[0], "src/broken")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,8 +203,8 @@ func TestSyncEmptyGitDir(t *testing.T) {
 // pod's message, at once and without retries.
 func TestSyncBadDestination(t *testing.T) {
 	src := t.TempDir()
-	gittest.Workspace(t, src)
-	repos, err := gitsync.FindRepos(src)
+	paths := gittest.Workspace(t, src)
+	repos, err := gitsync.FindRepos(src, paths[0])
 	if err != nil {
 		t.Fatal(err)
 	}
