@@ -479,7 +479,9 @@ func (c *Client) applyOne(ctx context.Context, e JournalEntry, known map[string]
 	}
 	cur, ok := known[e.Target]
 	if !ok {
-		if cur, err = c.current(ctx, tgt); err != nil {
+		// A registry killed while writing a tag can leave it unreadable
+		// (distribution answers 500): writing it anew repairs it.
+		if cur, err = c.current(ctx, tgt); err != nil && KindOf(err) != KindServer {
 			return err
 		}
 	}
@@ -565,9 +567,12 @@ func (c *Client) RollbackJournal(ctx context.Context, path string) (*RollbackRes
 			return nil
 		}
 		cur, err := c.current(ctx, tgt)
-		if err != nil {
+		switch {
+		case err != nil && (KindOf(err) != KindServer || e.Previous == ""):
 			o.err = err
 			return nil
+		case err != nil:
+			cur = "unreadable" // a tag a crash left unreadable: restore it
 		}
 		switch {
 		case cur == e.Previous:
