@@ -33,7 +33,7 @@ type credentials struct {
 
 type credFile struct {
 	what string // "--authfile /x", "REGISTRY_AUTH_FILE=/x", "/root/.docker/config.json"
-	cf   *configfile.ConfigFile
+	cf   *configfile.ConfigFile // nil: the file does not exist
 }
 
 // credSource says whether credentials were found for a registry, and where.
@@ -75,6 +75,7 @@ func newCredentials(creds, authFile string) (*credentials, error) {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			if os.IsNotExist(err) && !mustExist {
+				k.files = append(k.files, credFile{what: what})
 				return nil
 			}
 			return fmt.Errorf("reading %s: %w", what, err)
@@ -134,6 +135,10 @@ func (k *credentials) lookup(host string) (credSource, authn.Authenticator) {
 		key = "https://index.docker.io/v1/"
 	}
 	for _, f := range k.files {
+		if f.cf == nil {
+			src.Tried = append(src.Tried, f.what+" (absent)")
+			continue
+		}
 		src.Tried = append(src.Tried, f.what)
 		ac, err := f.cf.GetAuthConfig(key)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"syscall"
@@ -24,6 +25,8 @@ const (
 	KindServer   ErrorKind = "server"    // 5xx
 	KindNetwork  ErrorKind = "network"   // refused, reset, timed out: the registry is not answering
 	KindOther    ErrorKind = "other"
+	// KindNotTried: skipped after the registry stopped answering.
+	KindNotTried ErrorKind = "not-tried"
 )
 
 // RegistryError is a registry request that failed, with what a person
@@ -61,8 +64,12 @@ func (e *RegistryError) cause() string {
 	var terr *transport.Error
 	if !errors.As(e.Err, &terr) {
 		var op *net.OpError
-		if errors.As(e.Err, &op) {
+		var uerr *url.Error
+		switch {
+		case errors.As(e.Err, &op):
 			return op.Err.Error()
+		case errors.As(e.Err, &uerr):
+			return uerr.Err.Error()
 		}
 		return e.Err.Error()
 	}
@@ -108,9 +115,9 @@ func (e *RegistryError) hint() string {
 	case KindDenied:
 		return "these credentials may not do this here: ask the registry's owner for push/pull rights"
 	case KindServer:
-		return "the registry failed: see its log; a rerun resumes"
+		return "the registry failed (see its log): run again once it is healthy; a promotion resumes where it stopped"
 	case KindNetwork:
-		return "the registry is not answering: check that it is up and reachable; a rerun resumes"
+		return "the registry is not answering: check that it is up and reachable, then run again; a promotion resumes where it stopped"
 	}
 	return ""
 }
@@ -168,6 +175,9 @@ func isNetworkError(err error) bool {
 
 // KindOf returns the kind of a registry error, KindOther for others.
 func KindOf(err error) ErrorKind {
+	if errors.Is(err, errNotTried) {
+		return KindNotTried
+	}
 	var rerr *RegistryError
 	if errors.As(err, &rerr) {
 		return rerr.Kind
@@ -190,5 +200,11 @@ func ErrorSummary(errs []error) string {
 		kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
 	}
 	sort.Strings(kinds)
-	return fmt.Sprintf("first: %v; by kind: %s", errs[0], strings.Join(kinds, ", "))
+	first := errs[0]
+	var terr *TargetError
+	var rerr *RegistryError
+	if errors.As(first, &terr) && errors.As(terr.Err, &rerr) {
+		first = rerr // it names the target
+	}
+	return fmt.Sprintf("first: %v; by kind: %s", first, strings.Join(kinds, ", "))
 }

@@ -123,8 +123,15 @@ func (l *putLog) wrap(next http.RoundTripper) http.RoundTripper {
 // and promotes again: every target ends at its planned digest, no target
 // whose PUT was answered is written twice, and what each run reports is
 // what the registry has.
+//
+// The same registry then serves [testPromoteCLI].
 func TestPromoteFaults(t *testing.T) {
 	w := seedWorld(t, 12)
+	t.Run("registry stopped", func(t *testing.T) { testPromoteRegistryStopped(t, w) })
+	t.Run("cli", func(t *testing.T) { testPromoteCLI(t, w) })
+}
+
+func testPromoteRegistryStopped(t *testing.T, w *world) {
 	sources := pinnedSet(t, w)
 	if len(sources) < 90 {
 		t.Fatalf("pinned set has %d images, want ≥ 90", len(sources))

@@ -525,32 +525,73 @@ func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { re
 
 func TestRegistryAuth(t *testing.T) {
 	w := seedWorldAuth(t)
+	host := w.reg.Host
+	good := fmt.Sprintf(`{"auths":{%q:{"username":"ci","password":"s3cret"}}}`, host)
+	bad := fmt.Sprintf(`{"auths":{%q:{"username":"ci","password":"nope"}}}`, host)
+	other := `{"auths":{"other.example:5000":{"username":"ci","password":"s3cret"}}}`
 	tests := []struct {
-		name    string
-		config  string // docker config.json; "" for none
-		wantErr bool
+		name     string
+		config   string // docker config.json; "" for none
+		authFile string // contents of --authfile
+		envFile  string // contents of $REGISTRY_AUTH_FILE
+		creds    string
+		// wantErr are parts of the error; none means success.
+		wantErr []string
 	}{
-		{"no credentials", "", true},
-		{"wrong password", fmt.Sprintf(`{"auths":{%q:{"username":"ci","password":"nope"}}}`, w.reg.Host), true},
-		{"docker config", fmt.Sprintf(`{"auths":{%q:{"username":"ci","password":"s3cret"}}}`, w.reg.Host), false},
+		{name: "no credentials", wantErr: []string{"registry " + host, "401", "no credentials sent", "config.json (absent)", "docker login " + host, "--creds", "--authfile"}},
+		{name: "wrong password", config: bad, wantErr: []string{"registry " + host, "credentials sent, from ", "config.json", "refused", "docker login " + host}},
+		{name: "credentials for another host", config: other, wantErr: []string{"registry " + host, "no credentials sent: none for this registry", "other.example:5000", "docker login " + host}},
+		{name: "wrong --creds", config: good, creds: "ci:nope", wantErr: []string{"credentials sent, from --creds"}},
+		{name: "wrong REGISTRY_AUTH_FILE", envFile: bad, wantErr: []string{"credentials sent, from REGISTRY_AUTH_FILE="}},
+		{name: "docker config", config: good},
+		{name: "--creds", creds: "ci:s3cret"},
+		{name: "--authfile", authFile: good, config: bad},
+		{name: "REGISTRY_AUTH_FILE", envFile: good},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if tt.config != "" {
-				if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(tt.config), 0o600); err != nil {
+			write := func(name, body string) string {
+				p := filepath.Join(dir, name)
+				if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 					t.Fatal(err)
 				}
+				return p
+			}
+			if tt.config != "" {
+				write("config.json", tt.config)
+			}
+			opts := RegistryOptions{Retries: -1, Creds: tt.creds}
+			if tt.authFile != "" {
+				opts.AuthFile = write("auth.json", tt.authFile)
+			}
+			t.Setenv("REGISTRY_AUTH_FILE", "")
+			if tt.envFile != "" {
+				t.Setenv("REGISTRY_AUTH_FILE", write("env-auth.json", tt.envFile))
 			}
 			t.Setenv("DOCKER_CONFIG", dir)
-			c, err := NewClient(RegistryOptions{Retries: -1}) // authn.DefaultKeychain
+			c, err := NewClient(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			res, err := c.Discover(t.Context(), w.images, DiscoverOptions{})
-			if tt.wantErr {
+			if len(tt.wantErr) > 0 {
 				if err == nil {
 					t.Fatalf("Discover() = %+v, want an auth error", res)
+				}
+				if KindOf(err) != KindAuth {
+					t.Errorf("KindOf(%v) = %s, want auth", err, KindOf(err))
+				}
+				for _, s := range tt.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("Discover() error lacks %q:\n%v", s, err)
+					}
+				}
+				t.Logf("%v", err)
+				// Promote says the same, and changes nothing.
+				_, perr := c.Promote(t.Context(), SourcesFromImages(w.images, w.current), PromoteOptions{To: "auth-denied"})
+				if perr == nil || !strings.Contains(perr.Error(), "nothing was changed") || !strings.Contains(perr.Error(), "registry "+host) {
+					t.Errorf("Promote() = %v, want the auth error and nothing changed", perr)
 				}
 				return
 			}
@@ -562,6 +603,54 @@ func TestRegistryAuth(t *testing.T) {
 			}
 			if _, err := c.Promote(t.Context(), SourcesFromImages(w.images, w.current), PromoteOptions{To: "auth-promoted"}); err != nil {
 				t.Errorf("Promote() = %v", err)
+			}
+		})
+	}
+	if _, err := NewClient(RegistryOptions{AuthFile: filepath.Join(t.TempDir(), "none.json")}); err == nil || !strings.Contains(err.Error(), "--authfile") {
+		t.Errorf("NewClient(missing --authfile) = %v, want an error naming --authfile", err)
+	}
+	if _, err := NewClient(RegistryOptions{Creds: "nocolon"}); err == nil || !strings.Contains(err.Error(), "USER:PASSWORD") {
+		t.Errorf("NewClient(--creds nocolon) = %v, want an error naming the format", err)
+	}
+}
+
+// TestRegistryServerErrors: a 5xx answer's error body is in the message.
+// (A real registry answers 500 only when its storage fails: a fake server
+// stands in.)
+func TestRegistryServerErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, contentType, body string
+		status                  int
+		want                    string
+	}{
+		{"distribution json", "application/json", `{"errors":[{"code":"UNKNOWN","message":"unknown error","detail":{"reason":"filesystem: no space left on device"}}]}`, 500,
+			"500 Internal Server Error: UNKNOWN: unknown error (map[reason:filesystem: no space left on device])"},
+		{"proxy html", "text/html", "<html><body>502 Bad Gateway: upstream registry down</body></html>", 502, "upstream registry down"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/v2/" {
+					return
+				}
+				w.Header().Set("Content-Type", tt.contentType)
+				w.WriteHeader(tt.status)
+				fmt.Fprint(w, tt.body)
+			}))
+			defer srv.Close()
+			host := strings.TrimPrefix(srv.URL, "http://")
+			c := newClient(t, RegistryOptions{Retries: -1})
+			_, err := c.Promote(t.Context(), []PromoteSource{{Ref: host + "/ns/a:tested"}}, PromoteOptions{To: "x"})
+			if err == nil {
+				t.Fatal("Promote() against a failing registry = nil")
+			}
+			for _, s := range []string{"registry " + host, "GET manifest " + host + "/ns/a:tested", tt.want, "see its log"} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("Promote() error lacks %q:\n%v", s, err)
+				}
+			}
+			t.Logf("%v", err)
+			if KindOf(err) != KindServer {
+				t.Errorf("KindOf() = %s, want server", KindOf(err))
 			}
 		})
 	}
