@@ -32,7 +32,7 @@ type credentials struct {
 }
 
 type credFile struct {
-	what string // "--authfile /x", "REGISTRY_AUTH_FILE=/x", "/root/.docker/config.json"
+	what string                 // "--authfile /x", "REGISTRY_AUTH_FILE=/x", "/root/.docker/config.json"
 	cf   *configfile.ConfigFile // nil: the file does not exist
 }
 
