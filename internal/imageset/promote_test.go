@@ -20,7 +20,7 @@ import (
 // pinnedSet discovers w's set (per-image hashes: one image is on another
 // hash, three lack the moving tag) and writes and reads back its lock
 // file: the sources of a pinned promotion.
-func pinnedSet(t *testing.T, w *world) []PromoteSource {
+func pinnedSet(t testing.TB, w *world) []PromoteSource {
 	t.Helper()
 	c := newClient(t, RegistryOptions{})
 	res, err := c.Discover(t.Context(), w.images, DiscoverOptions{})
@@ -53,7 +53,7 @@ func pinnedSet(t *testing.T, w *world) []PromoteSource {
 
 // targetDigests reads every source's target tag back: target -> digest
 // ("" if absent).
-func targetDigests(t *testing.T, sources []PromoteSource, to string) map[string]string {
+func targetDigests(t testing.TB, sources []PromoteSource, to string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, s := range sources {
