@@ -53,7 +53,7 @@ type JournalEntry struct {
 const journalVersion = 1
 
 // ErrNoJournal is returned (wrapped) by [ReadJournal] when there is none.
-var ErrNoJournal = errors.New("no journal")
+var ErrNoJournal = errors.New("no journal: no unfinished promotion to resume or roll back")
 
 // WriteJournal writes j to path atomically and durably. It refuses to
 // replace an existing journal: an unfinished plan must be finished or

@@ -276,6 +276,45 @@ func testPromoteCLI(t *testing.T, w *world) {
 		}
 		check(t, to, first)
 	})
+
+	t.Run("dry run and rollback", func(t *testing.T) {
+		const to = "cli-rollback"
+		proxy.reset(0, false)
+		stdout, stderr, code := run(append(promote(to), "--dry-run")...)
+		if code != 0 {
+			t.Fatalf("promote --dry-run: exit %d\n%s", code, stderr)
+		}
+		wantLine := fmt.Sprintf("tag deletion on %s: unsupported: a rollback cannot remove the new tags", proxy.host())
+		if !strings.Contains(stdout, fmt.Sprintf("plan (dry run): %d images, %d to create", total, total)) || !strings.Contains(stdout, wantLine) {
+			t.Errorf("promote --dry-run: stdout lacks the plan or %q:\n%s", wantLine, lastLines(stdout, 3))
+		}
+		proxy.reset(int64(total/2), false)
+		if _, stderr, code = run(append(promote(to), "--jobs", "1")...); code != 3 {
+			t.Fatalf("promote with connections dropped: exit %d, want 3\n%s", code, stderr)
+		}
+		proxy.mu.Lock()
+		written := len(proxy.answered)
+		proxy.mu.Unlock()
+		proxy.reset(0, false)
+		stdout, stderr, code = run(append(promote(to), "--rollback")...)
+		if code != 0 {
+			t.Fatalf("promote --rollback: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		for _, s := range []string{
+			fmt.Sprintf("rolled back: 0 restored, 0 new tags removed, %d unchanged, %d new tags left", total-written, written),
+			"deletes manifests by digest only", "_manifests/tags/" + to,
+		} {
+			if !strings.Contains(stdout, s) {
+				t.Errorf("promote --rollback: stdout lacks %q:\n%s", s, lastLines(stdout, 3))
+			}
+		}
+		if got := strings.Count(stdout, "left\t"); got != written {
+			t.Errorf("promote --rollback names %d tags left, want %d", got, written)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "promote-"+to+".journal")); !os.IsNotExist(err) {
+			t.Errorf("journal after rollback: %v, want it removed", err)
+		}
+	})
 }
 
 func abs(t *testing.T, p string) string {
