@@ -107,4 +107,3 @@ func skopeoCopy(ctx context.Context, skopeo string, s PromoteSource, to string) 
 	}
 	return nil
 }
-
