@@ -208,3 +208,19 @@ func ErrorSummary(errs []error) string {
 	}
 	return fmt.Sprintf("first: %v; by kind: %s", first, strings.Join(kinds, ", "))
 }
+
+// headError wraps the error of a HEAD of ref. A HEAD answer has no body:
+// for a 5xx the manifest is asked for once with GET, whose answer carries
+// the registry's error body, and that is reported.
+func (c *Client) headError(ctx context.Context, ref name.Reference, err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) && terr.StatusCode >= 500 && len(terr.Errors) == 0 {
+		if _, gerr := c.puller.Get(ctx, ref); gerr != nil {
+			var gterr *transport.Error
+			if errors.As(gerr, &gterr) && gterr.StatusCode >= 500 {
+				return c.wrap("HEAD manifest (then GET for the error body)", ref, gerr)
+			}
+		}
+	}
+	return c.wrap("HEAD manifest", ref, err)
+}

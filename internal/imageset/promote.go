@@ -248,7 +248,7 @@ func (c *Client) Promote(ctx context.Context, sources []PromoteSource, opts Prom
 		case isNotFound(err):
 			s.Action = ActionCreate
 		case err != nil:
-			return c.wrap("HEAD manifest", it.tgt, err)
+			return c.headError(ctx, it.tgt, err)
 		default:
 			s.Previous = prev.Digest.String()
 			s.Action = ActionUpdate
@@ -369,7 +369,7 @@ func (c *Client) current(ctx context.Context, tag name.Tag) (string, error) {
 	case isNotFound(err):
 		return "", nil
 	case err != nil:
-		return "", c.wrap("HEAD manifest", tag, err)
+		return "", c.headError(ctx, tag, err)
 	}
 	return d.Digest.String(), nil
 }

@@ -626,10 +626,19 @@ func TestRegistryServerErrors(t *testing.T) {
 		{"distribution json", "application/json", `{"errors":[{"code":"UNKNOWN","message":"unknown error","detail":{"reason":"filesystem: no space left on device"}}]}`, 500,
 			"500 Internal Server Error: UNKNOWN: unknown error (map[reason:filesystem: no space left on device])"},
 		{"proxy html", "text/html", "<html><body>502 Bad Gateway: upstream registry down</body></html>", 502, "upstream registry down"},
+		// The source reads; the target's HEAD fails, and its body is
+		// fetched with a GET.
+		{"head", "application/json", `{"errors":[{"code":"UNKNOWN","message":"unknown error","detail":"s3: SlowDown"}]}`, 503,
+			"HEAD manifest (then GET for the error body) " + "HOST/ns/a:x: 503 Service Unavailable: UNKNOWN: unknown error (s3: SlowDown)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/v2/" {
+					return
+				}
+				if tt.name == "head" && strings.HasSuffix(r.URL.Path, "/manifests/tested") {
+					w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+					fmt.Fprint(w, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`)
 					return
 				}
 				w.Header().Set("Content-Type", tt.contentType)
@@ -643,7 +652,11 @@ func TestRegistryServerErrors(t *testing.T) {
 			if err == nil {
 				t.Fatal("Promote() against a failing registry = nil")
 			}
-			for _, s := range []string{"registry " + host, "GET manifest " + host + "/ns/a:tested", tt.want, "see its log"} {
+			op := "GET manifest " + host + "/ns/a:tested"
+			if tt.name == "head" {
+				op = ""
+			}
+			for _, s := range []string{"registry " + host, op, strings.ReplaceAll(tt.want, "HOST", host), "see its log"} {
 				if !strings.Contains(err.Error(), s) {
 					t.Errorf("Promote() error lacks %q:\n%v", s, err)
 				}
