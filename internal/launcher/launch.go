@@ -22,7 +22,10 @@ import (
 func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk.Request) error {
 	label := pw.pool.Label(n.Type[0])
 	attempts := max(pw.provider.LaunchRetries, 1)
-	var last error
+	// first is what went wrong first: a later attempt's error is often a
+	// consequence (the replacement pod does not fit while the failed one
+	// is still stopping) and says less about what to fix.
+	var first, last error
 	for attempt := 1; attempt <= attempts; attempt++ {
 		// <pool>-<node id>, as Nodepool names it, plus a random suffix:
 		// every attempt gets a fresh name, and launchers with separate
@@ -52,6 +55,9 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 			return nil
 		}
 		last = err
+		if first == nil {
+			first = err
+		}
 		l.metrics.KubeErrors.WithLabelValues("launch").Inc()
 		l.log.Warn("launch failed", "node", n.ID, "label", label.Name, "namespace", ns, "attempt", attempt, "of", attempts, "err", err)
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -67,12 +73,16 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 		}
 	}
 	l.metrics.Launches.WithLabelValues(label.Name, "failed").Inc()
-	n.DriverData = map[string]any{"error": last.Error()}
+	dd := map[string]any{"error": first.Error()}
+	if last != first {
+		dd["last_error"] = last.Error()
+	}
+	n.DriverData = dd
 	n.SetState(zk.NodeFailed)
 	if err := l.zk.UpdateNode(context.WithoutCancel(ctx), n); err != nil {
 		l.log.Warn("marking node failed", "node", n.ID, "err", err)
 	}
-	return fmt.Errorf("launching node %s (label %s): %w", n.ID, label.Name, last)
+	return fmt.Errorf("launching node %s (label %s): %w", n.ID, label.Name, first)
 }
 
 // refreshToken gives a warm node handed to a request a fresh token, so that
@@ -127,6 +137,7 @@ func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node,
 		Owner:       kube.Owner{Provider: pw.provider.Name, Pool: pw.pool.Name, NodeID: n.ID, Label: label.Name, Launcher: l.id},
 		Namespace:   ns,
 		Annotations: label.Annotations,
+		Policy:      nodePolicy(label),
 	}
 	if label.Type != config.TypePod {
 		return res, nil
