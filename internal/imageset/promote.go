@@ -552,6 +552,21 @@ func (c *Client) RollbackJournal(ctx context.Context, path string) (*RollbackRes
 	if err != nil {
 		return nil, err
 	}
+	res, errs := c.rollbackEntries(ctx, j.Entries)
+	if len(errs) > 0 {
+		return res, fmt.Errorf("rollback incomplete: %d of %d targets not restored; %s; the journal %s stays: run the rollback again", len(errs), len(j.Entries), ErrorSummary(errs), path)
+	}
+	if err := removeJournal(path); err != nil {
+		return res, err
+	}
+	_ = os.Remove(path + ".errors")
+	return res, nil
+}
+
+// rollbackEntries puts the entries' targets back as they were before (see
+// [Client.RollbackJournal]); it returns the per-target errors.
+func (c *Client) rollbackEntries(ctx context.Context, entries []JournalEntry) (*RollbackResult, []error) {
+	j := &Journal{Entries: entries}
 	type outcome struct {
 		kind string
 		un   *Unremovable
@@ -614,14 +629,7 @@ func (c *Client) RollbackJournal(ctx context.Context, path string) (*RollbackRes
 			res.Unchanged = append(res.Unchanged, t)
 		}
 	}
-	if len(errs) > 0 {
-		return res, fmt.Errorf("rollback incomplete: %d of %d targets not restored; %s; the journal %s stays: run the rollback again", len(errs), len(j.Entries), ErrorSummary(errs), path)
-	}
-	if err := removeJournal(path); err != nil {
-		return res, err
-	}
-	_ = os.Remove(path + ".errors")
-	return res, nil
+	return res, errs
 }
 
 // removalHint says how an operator removes a tag the registry will not.
