@@ -26,6 +26,7 @@ func newImagesCmd(o *rootOptions) *cobra.Command {
 		newImagesRenderCmd(o),
 		newImagesDiscoverCmd(o),
 		newImagesPromoteCmd(o),
+		newImagesDefaultsCmd(o),
 	)
 	return cmd
 }

@@ -49,10 +49,13 @@ func (d Defaults) hyphenates() bool { return d.atLeast("queens") }
 // tag_from_label is not used when the entry's set gives a tag.
 func (d Defaults) tagDisablesLabel() bool { return d.atLeast("train") }
 
-// PrepareEntries returns the default ContainerImagePrepare: one entry with
-// the defaults' tag_from_label (its set is filled from Set anyway).
-func (d Defaults) PrepareEntries() []PrepareEntry {
-	return []PrepareEntry{{Set: Params{}, TagFromLabel: d.TagFromLabel, where: "defaults (" + d.Release + ")"}}
+// PrepareEntries returns the default ContainerImagePrepare, what TripleO
+// uses when an environment has none: one entry whose set is the whole of
+// set (the defaults, with kubepool's --params), with the defaults'
+// tag_from_label. A whole set has a tag, so from train on its
+// tag_from_label is not used, and its neutron_driver is the defaults'.
+func (d Defaults) PrepareEntries(set Params) []PrepareEntry {
+	return []PrepareEntry{{Set: set.Merge(nil), TagFromLabel: d.TagFromLabel, where: "defaults (" + d.Release + ")"}}
 }
 
 // neutronDriver returns the neutron_driver TripleO's set_neutron_driver

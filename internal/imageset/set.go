@@ -277,7 +277,7 @@ func (s Source) Prepare() (*Prepared, error) {
 	}
 	entries := env.prepare
 	if len(entries) == 0 {
-		entries = defaults.PrepareEntries()
+		entries = defaults.PrepareEntries(base)
 	}
 	now := time.Now
 	if s.Now != nil {
