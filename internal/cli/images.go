@@ -27,6 +27,7 @@ func newImagesCmd(o *rootOptions) *cobra.Command {
 		newImagesDiscoverCmd(o),
 		newImagesPromoteCmd(o),
 		newImagesDefaultsCmd(o),
+		newImagesPrepareCmd(o),
 	)
 	return cmd
 }
