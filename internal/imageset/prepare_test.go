@@ -125,27 +125,52 @@ func TestPrepareCopy(t *testing.T) {
 }
 
 // TestPrepareThrottled: a registry answering 429 to every third request
-// (the answer made up in front of the real registry: it cannot be made to
-// throttle) still gets the whole set, and the backoff is measured.
+// still gets the whole set, and the backoff is measured. The 429s are made
+// up in front of the real registries (they cannot be made to throttle):
+// every third request, except inside a blob upload session, whose PATCH and
+// PUT cannot be retried alone (their body is spent) — there the first PUT
+// of each blob is answered 429 instead, which makes Copy start that image
+// again. (Counting those too would put every upload's PUT on a multiple of
+// three, for ever: an upload is six requests.)
 func TestPrepareThrottled(t *testing.T) {
 	dst := testenv.Registry(t)
 	_, s := seedPrepare(t, dst.Host)
 	p := prepare(t, s)
 	meter := &BackoffMeter{}
-	var n atomic.Int64
+	var (
+		n          atomic.Int64
+		mu         sync.Mutex
+		throttledP = map[string]bool{}
+	)
+	tooMany := func(req *http.Request) *http.Response {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return &http.Response{StatusCode: http.StatusTooManyRequests, Status: "429 Too Many Requests",
+			Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: req}
+	}
 	throttle := func(next http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			if n.Add(1)%3 == 0 {
-				if req.Body != nil {
-					req.Body.Close()
+			inUpload := strings.Contains(req.URL.Path, "/blobs/uploads/") && req.Method != http.MethodPost
+			if inUpload {
+				if d := req.URL.Query().Get("digest"); req.Method == http.MethodPut && d != "" {
+					mu.Lock()
+					first := !throttledP[d]
+					throttledP[d] = true
+					mu.Unlock()
+					if first {
+						return tooMany(req), nil
+					}
 				}
-				return &http.Response{StatusCode: http.StatusTooManyRequests, Status: "429 Too Many Requests",
-					Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: req}, nil
+				return next.RoundTrip(req)
+			}
+			if n.Add(1)%3 == 0 {
+				return tooMany(req), nil
 			}
 			return next.RoundTrip(req)
 		})
 	}
-	c := newClient(t, RegistryOptions{Jobs: 1, Retries: 8, WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return meter.Wrap(throttle(rt)) }})
+	c := newClient(t, RegistryOptions{WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return meter.Wrap(throttle(rt)) }})
 	if _, err := c.Copy(t.Context(), p.Uploads, CopyOptions{OnBackoff: meter.Add}); err != nil {
 		t.Fatalf("Copy() = %v", err)
 	}
