@@ -11,13 +11,19 @@
 // first; on return either every target has its new digest, or the journal
 // says which have not and promoting again finishes them.
 //
-// Templates are rendered by github.com/nikolalohinski/gonja/v2; {% set %},
-// {% if %}, {% for %}, {% include %} and filters such as default work as in
-// Jinja2. A parameter the template prints without setting or defaulting it
-// must be given ([ErrMissingParameter]); a --set or parameters-file key the
-// template never reads is an error ([ErrUnknownParameter]). Keys of a
-// ContainerImagePrepare entry's set that the template does not read are
-// ignored, since TripleO writes every key for every template version.
+// Templates are rendered by github.com/nikolalohinski/gonja/v2 with Python
+// Jinja2's semantics for what TripleO's templates use: a name not given is
+// undefined (false when tested, replaced by default()), a null one is
+// none; {% include %} is relative to the template. An undefined name that
+// is printed is an error naming file and line ([ErrMissingParameter]).
+//
+// [Source.Prepare] does what TripleO's `container image prepare` does:
+// TripleO's defaults by release ([Releases], [PickDefaults]), Heat
+// environment files merged in order, each ContainerImagePrepare entry
+// rendered with its set filled from the defaults and TripleO's rules
+// (prefix and suffix hyphens, includes over excludes, the neutron driver,
+// tag_from_label), and the Heat environment TripleO would write.
+// [Client.Copy] performs push_destination, all or nothing.
 //
 // Registry access ([Client]) uses go-containerregistry: credentials from
 // --creds, --authfile or $REGISTRY_AUTH_FILE, then docker config.json and
@@ -31,12 +37,10 @@
 // # Usage: kubepool images
 //
 // Every command takes the template (-t/--template FILE) and its parameters:
-// --set key=value (repeatable), --params FILE (a YAML mapping) and
-// --prepare-env FILE (a TripleO environment with ContainerImagePrepare: its
-// set, includes, excludes and tag_from_label). --set wins over the
-// ContainerImagePrepare set, which wins over --params. Filters:
-// --include/--exclude REGEX and --service NAME (NovaApi or
-// OS::TripleO::Services::NovaApi).
+// --defaults RELEASE|FILE, -e FILE (repeatable), --params FILE (a YAML
+// mapping over the defaults) and --set key=value (YAML, over every
+// ContainerImagePrepare entry's set). Filters: --include/--exclude REGEX
+// and --service NAME (NovaApi or OS::TripleO::Services::NovaApi).
 //
 //	# image names for build tools, one per line (--refs for full references)
 //	kubepool images list -t overcloud_containers.yaml.j2 --set tag=current-tripleo
