@@ -4,7 +4,7 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: all build test unit e2e lint vet deps cluster-up cluster-down cluster-status demo bench clean
+.PHONY: all build test unit e2e lint vet docs docs-check deps cluster-up cluster-down cluster-status demo bench clean
 
 all: build
 
@@ -26,8 +26,14 @@ e2e: ## end-to-end tests against a running dev cluster (make cluster-up)
 vet:
 	$(GO) vet ./...
 
-lint: vet ## go vet + staticcheck (installed from the module proxy)
+lint: vet docs-check ## go vet + staticcheck (installed from the module proxy) + generated docs current
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+docs: ## regenerate the command reference in docs/cli from the cobra tree
+	$(GO) run ./hack/gendocs
+
+docs-check: ## fail when docs/cli is not what the code says (run `make docs`)
+	$(GO) run ./hack/gendocs -check
 
 cluster-up: deps ## start the dev cluster + ZooKeeper + registry (idempotent)
 	$(GO) run ./hack/devcluster up

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -24,20 +23,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-)
 
-// Env is what tests read from .devcluster/env.json (see internal/testenv).
-type Env struct {
-	Kubeconfig   string `json:"kubeconfig"`
-	APIServer    string `json:"api_server"`
-	Node         string `json:"node"`
-	NodeIP       string `json:"node_ip"`
-	Registry     string `json:"registry"`
-	MachineImage string `json:"machine_image"`
-	PauseImage   string `json:"pause_image"`
-	ZooKeeper    string `json:"zookeeper"`
-	Kubectl      string `json:"kubectl"`
-}
+	"github.com/kubepool/kubepool/internal/devenv"
+)
 
 var k8sBinaries = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl"}
 
@@ -184,7 +172,7 @@ func (c *cluster) up(ctx context.Context) error {
 	if err := c.waitNodeReady(ctx); err != nil {
 		return err
 	}
-	env := Env{
+	env := devenv.File{
 		Kubeconfig:   c.path("kubeconfig"),
 		APIServer:    fmt.Sprintf("https://%s:%d", nodeIP, apiPort),
 		Node:         nodeName,
@@ -195,8 +183,7 @@ func (c *cluster) up(ctx context.Context) error {
 		ZooKeeper:    fmt.Sprintf("%s:%d", nodeIP, zkPort),
 		Kubectl:      bins["kubectl"],
 	}
-	b, _ := json.MarshalIndent(env, "", "  ")
-	if err := os.WriteFile(c.path("env.json"), append(b, '\n'), 0o644); err != nil {
+	if err := devenv.Write(c.path("env.json"), env); err != nil {
 		return err
 	}
 	rel, _ := filepath.Rel(c.repo, c.path("kubeconfig"))

@@ -164,6 +164,7 @@ func (l *Launcher) resource(ctx context.Context, pw *poolWorker, label *config.P
 		Owner:       kube.Owner{Provider: pw.provider.Name, Pool: pw.pool.Name, NodeID: n.ID, Label: label.Name, Launcher: l.id},
 		Namespace:   ns,
 		Annotations: label.Annotations,
+		Policy:      nodePolicy(label),
 	}
 	if label.Type != config.TypePod {
 		return res, nil

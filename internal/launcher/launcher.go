@@ -201,6 +201,7 @@ func New(opts Options) (*Launcher, error) {
 			l.pools = append(l.pools, &poolWorker{provider: p, pool: pool, driver: d, id: fmt.Sprintf("%s-%s-%s", l.id, p.Name, pool.Name)})
 		}
 	}
+	l.logPodSecurity()
 	return l, nil
 }
 

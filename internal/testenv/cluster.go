@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubepool/kubepool/internal/devenv"
 )
 
 // Env is the dev cluster as tests see it.
@@ -26,18 +27,6 @@ type Env struct {
 	ZooKeeper    string // host:port of the dev cluster's ZooKeeper
 	Kubectl      string // path of the kubectl binary built with the cluster
 	StateDir     string // hack/devcluster's state directory (pids, logs)
-}
-
-// envFile is what hack/devcluster writes when the cluster is up.
-type envFile struct {
-	Kubeconfig   string `json:"kubeconfig"`
-	APIServer    string `json:"api_server"`
-	Node         string `json:"node"`
-	NodeIP       string `json:"node_ip"`
-	Registry     string `json:"registry"`
-	MachineImage string `json:"machine_image"`
-	ZooKeeper    string `json:"zookeeper"`
-	Kubectl      string `json:"kubectl"`
 }
 
 var (
@@ -82,13 +71,9 @@ func loadCluster() (*Env, error) {
 			}
 		}
 	}
-	b, err := os.ReadFile(path)
+	f, err := devenv.Read(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w (run `make cluster-up`)", path, err)
-	}
-	var f envFile
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", path, err)
+		return nil, err
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", f.Kubeconfig)
 	if err != nil {

@@ -155,6 +155,7 @@ func startLauncherDrivers(t testing.TB, makeConfig func(env *testenv.Env, server
 			d.Client = client()
 		}
 		d.TokenExpiration = p.TokenExpiration
+		d.WithoutPolicy = benchWithoutPolicy
 		drivers[p.Name] = d
 	}
 	ctx, cancel := context.WithCancel(context.Background())
