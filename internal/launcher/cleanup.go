@@ -258,9 +258,16 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 			return
 		}
 	}
+	// The node's quota (the record) is freed once its pods are gone: that
+	// is when its cores and memory are. The namespace, deleted already,
+	// is then waited for; should the launcher stop meanwhile, Kubernetes
+	// finishes deleting it, and the leak sweep covers what it would not.
 	if n.ExternalID != "" {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		err := pw.driver.Delete(dctx, n.ExternalID, true)
+		err := pw.driver.Delete(dctx, n.ExternalID, false)
+		if err == nil {
+			err = pw.driver.WaitPodsGone(dctx, n.ExternalID)
+		}
 		cancel()
 		if err != nil {
 			l.metrics.KubeErrors.WithLabelValues("delete").Inc()
@@ -273,6 +280,14 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 		return
 	}
 	l.log.Info("deleted node", "node", id, "namespace", n.ExternalID, "why", why)
+	if n.ExternalID != "" {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		if err := pw.driver.Delete(dctx, n.ExternalID, true); err != nil && ctx.Err() == nil {
+			l.metrics.KubeErrors.WithLabelValues("delete").Inc()
+			l.log.Warn("waiting for a deleted node's namespace to go; the leak sweep will look again", "node", id, "namespace", n.ExternalID, "err", err)
+		}
+	}
 }
 
 // topUp launches nodes for labels with fewer unallocated ready or building

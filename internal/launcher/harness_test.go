@@ -27,6 +27,7 @@ type fakeDriver struct {
 	deletes    int
 	createHook func(ctx context.Context, r kube.Resource) error
 	deleteHook func(ctx context.Context, ns string, wait bool) error
+	podsHook   func(ctx context.Context, ns string) error // WaitPodsGone
 }
 
 func newFakeDriver() *fakeDriver {
@@ -69,6 +70,16 @@ func (d *fakeDriver) Delete(ctx context.Context, ns string, wait bool) error {
 	defer d.mu.Unlock()
 	d.deletes++
 	delete(d.namespaces, ns)
+	return nil
+}
+
+func (d *fakeDriver) WaitPodsGone(ctx context.Context, ns string) error {
+	d.mu.Lock()
+	hook := d.podsHook
+	d.mu.Unlock()
+	if hook != nil {
+		return hook(ctx, ns)
+	}
 	return nil
 }
 

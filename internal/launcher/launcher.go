@@ -39,8 +39,11 @@ type Driver interface {
 	// Create makes a node's namespace (and pod) and waits until it is
 	// usable; on error, what was made is left for Delete.
 	Create(ctx context.Context, r kube.Resource) (*kube.Connection, error)
-	// Delete deletes a node's namespace; with wait, until it is gone.
+	// Delete deletes a node's namespace, stopping its pods first; with
+	// wait, until it is gone.
 	Delete(ctx context.Context, namespace string, wait bool) error
+	// WaitPodsGone waits until a namespace has no pods left.
+	WaitPodsGone(ctx context.Context, namespace string) error
 	// RefreshToken gives conn a fresh token.
 	RefreshToken(ctx context.Context, conn *kube.Connection) error
 	// List returns the namespaces made for provider's nodes.

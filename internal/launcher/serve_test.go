@@ -102,10 +102,7 @@ func TestServeFailedLaunchRecordsFirstCause(t *testing.T) {
 	// them.
 	hold := make(chan struct{})
 	r.driver.mu.Lock()
-	r.driver.deleteHook = func(ctx context.Context, ns string, wait bool) error {
-		if !wait {
-			return nil // a failed attempt's namespace
-		}
+	r.driver.podsHook = func(ctx context.Context, ns string) error {
 		select {
 		case <-hold:
 			return nil
@@ -253,4 +250,39 @@ func TestLaunchWaitsAndSaysWhy(t *testing.T) {
 	if dd := driverDataOf(n); dd.Waiting != "" || dd.TokenExpires == 0 {
 		t.Errorf("ready node's driver data = %+v, want no waiting reason and a token expiry", dd)
 	}
+}
+
+// TestQuotaFreesWhenPodsGone: a deleted node's quota is free once its pods
+// are gone, while its namespace is still being deleted.
+func TestQuotaFreesWhenPodsGone(t *testing.T) {
+	r := newRig(t, unitConfig, rigOptions{})
+	gone := make(chan struct{}) // namespaces "finish terminating"
+	var waiting atomic.Int32
+	r.driver.mu.Lock()
+	r.driver.deleteHook = func(ctx context.Context, ns string, wait bool) error {
+		if !wait {
+			return nil
+		}
+		waiting.Add(1)
+		defer waiting.Add(-1)
+		select {
+		case <-gone:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	r.driver.mu.Unlock()
+	first := r.submit("ns", "ns") // max-servers 2
+	r.waitState(first, zk.RequestFulfilled)
+	second := r.submit("ns", "ns")
+	r.waitState(second, zk.RequestPending)
+	r.accept(first)
+	r.waitState(second, zk.RequestFulfilled)
+	if n := waiting.Load(); n != 2 {
+		t.Errorf("%d namespaces still terminating when the next request was fulfilled, want 2 (quota freed before)", n)
+	}
+	close(gone)
+	r.accept(second)
+	r.settled()
 }
