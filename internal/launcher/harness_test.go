@@ -120,7 +120,7 @@ func (d *fakeDriver) setCreateHook(h func(ctx context.Context, r kube.Resource) 
 // rig is a launcher under test: the real ZooKeeper (a chroot of the test's
 // own), a fake driver, and a Zuul stand-in with its own session.
 type rig struct {
-	t       *testing.T
+	t       testing.TB
 	servers string
 	cut     *testenv.Cutter
 	zk      *zk.Client // the launcher's
@@ -137,7 +137,7 @@ type rigOptions struct {
 	before         func(r *rig) // before the launcher runs
 }
 
-func connectZK(t *testing.T, servers string, opts zk.Options) *zk.Client {
+func connectZK(t testing.TB, servers string, opts zk.Options) *zk.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -149,14 +149,14 @@ func connectZK(t *testing.T, servers string, opts zk.Options) *zk.Client {
 	return c
 }
 
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	if !testing.Verbose() {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
@@ -164,7 +164,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 }
 
 // newRig starts a launcher for the config text.
-func newRig(t *testing.T, cfgText string, o rigOptions) *rig {
+func newRig(t testing.TB, cfgText string, o rigOptions) *rig {
 	t.Helper()
 	if o.sessionTimeout == 0 {
 		o.sessionTimeout = 30 * time.Second
