@@ -2,15 +2,12 @@ package launcher
 
 import (
 	"fmt"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-
-	"github.com/kubepool/kubepool/internal/zk"
 )
 
 const burstConfig = `
@@ -76,8 +73,6 @@ func burstOnce(b *testing.B, n int) {
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(n), "cpu-ms/node")
 	b.ReportMetric(0, "ns/op")
 	r.shutdown()
-	_ = zk.RequestFulfilled
-	_ = strings.TrimSpace
 }
 
 // processCPU is the user and system CPU time this process has used.

@@ -2,7 +2,6 @@ package launcher
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -343,7 +342,3 @@ func (r *rig) noRequestLocks() {
 		return err == nil && len(ids) == 0
 	})
 }
-
-var errPermanent = &kube.PodError{Namespace: "ns", Pod: "pod", Container: "pod", Reason: "ErrImagePull", Message: "not found"}
-
-var _ = errors.Is

@@ -3,7 +3,6 @@ package launcher
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -208,7 +207,6 @@ func TestDriverDataIsTyped(t *testing.T) {
 	if !strings.Contains(string(b), tokenExpiryKey) || driverDataOf(n).TokenExpires == 0 {
 		t.Errorf("driver_data = %s, want %s", b, tokenExpiryKey)
 	}
-	_ = errors.New
 }
 
 // A pod that waits for room (or for a pull that may pass) says so in its
