@@ -118,6 +118,8 @@ type imagesRegistryOptions struct {
 	Jobs     int
 	RPS      float64
 	Retries  int
+	Creds    string
+	AuthFile string
 }
 
 func (r *imagesRegistryOptions) AddFlags(cmd *cobra.Command) {
@@ -127,6 +129,8 @@ func (r *imagesRegistryOptions) AddFlags(cmd *cobra.Command) {
 	f.IntVar(&r.Jobs, "jobs", 8, "concurrent registry requests")
 	f.Float64Var(&r.RPS, "rps", 0, "requests per second per registry (0: no limit)")
 	f.IntVar(&r.Retries, "retries", 4, "retries of a request failing with 408, 429 or 5xx, with backoff")
+	f.StringVar(&r.Creds, "creds", "", "USER:PASSWORD for the registries (default: --authfile, $REGISTRY_AUTH_FILE, then docker's config.json and credential helpers)")
+	f.StringVar(&r.AuthFile, "authfile", "", "read registry credentials from this auth.json / config.json (as skopeo and podman write them)")
 }
 
 func (r *imagesRegistryOptions) Validate() error {
@@ -157,6 +161,7 @@ func (r *imagesRegistryOptions) client(o *rootOptions) (*imageset.Client, error)
 	return imageset.NewClient(imageset.RegistryOptions{
 		CAFile: r.CAFile, Insecure: r.Insecure, Jobs: r.Jobs,
 		RequestsPerSecond: r.RPS, Retries: retries, Logger: log,
+		Creds: r.Creds, AuthFile: r.AuthFile,
 	})
 }
 
