@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -134,9 +135,14 @@ func truthy(v any) bool {
 	return true
 }
 
-var releaseTable map[string]Defaults
+var (
+	releaseTable     map[string]Defaults
+	releaseTableOnce sync.Once
+)
 
-func init() {
+// loadReleases decodes the embedded table once, when first needed (not at
+// start-up: every kubepool command would pay for it).
+func loadReleases() {
 	var raw map[string]struct {
 		Source       string `yaml:"source"`
 		TagFromLabel string `yaml:"tag_from_label"`
@@ -161,6 +167,7 @@ func init() {
 // ReleaseDefaults returns the defaults of a release ("train"; "master" is
 // zed).
 func ReleaseDefaults(release string) (Defaults, error) {
+	releaseTableOnce.Do(loadReleases)
 	if release == "master" {
 		release = "zed"
 	}
@@ -182,6 +189,7 @@ const DefaultsFileName = "container_image_prepare_defaults.yaml"
 // release (for the rules) is the one whose default namespace the file
 // has, else release.
 func LoadDefaultsFile(path, release string) (Defaults, error) {
+	releaseTableOnce.Do(loadReleases)
 	env, err := loadEnvFile(path)
 	if err != nil {
 		return Defaults{}, err
