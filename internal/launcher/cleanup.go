@@ -71,11 +71,15 @@ func (l *Launcher) cleanup(ctx context.Context, full bool) error {
 			continue
 		}
 		why := l.doomed(n, live, now, false)
-		if why == "" && (n.State == zk.NodeBuilding || n.State == zk.NodeInit) && l.ownPool(n.Launcher) &&
-			now.Sub(zk.TimeOf(n.StateTime)) > abandonedAfter {
+		if why == "" && (n.State == zk.NodeBuilding || n.State == zk.NodeInit) && l.ownPool(n.Launcher) {
 			// Ours, and no goroutine of ours works on it (it is not
-			// busy): a launch abandoned when its session ended.
-			why = l.doomed(n, live, now, true)
+			// busy): a launch abandoned when its session ended, or a
+			// node created by a write whose reply was lost.
+			if age := now.Sub(zk.TimeOf(n.StateTime)); age > abandonedAfter {
+				why = l.doomed(n, live, now, true)
+			} else {
+				l.wakeAfter(ctx, abandonedAfter-age+100*time.Millisecond)
+			}
 		}
 		if why == "" && full && n.State == zk.NodeInUse && !n.Detached() {
 			// The cache does not say who holds a lock: ask.
@@ -168,6 +172,33 @@ func (l *Launcher) doomed(n *zk.Node, live map[string]bool, now time.Time, unloc
 // been unlocked and idle before it counts as abandoned: a node is claimed
 // within moments of its creation, so this only guards that moment.
 const abandonedAfter = 5 * time.Second
+
+// wakeAfter wakes the cleanup loop after d (once, however often asked
+// while a wake-up is pending).
+func (l *Launcher) wakeAfter(ctx context.Context, d time.Duration) {
+	l.mu.Lock()
+	if l.wakePending {
+		l.mu.Unlock()
+		return
+	}
+	l.wakePending = true
+	l.mu.Unlock()
+	l.goTracked(func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		l.mu.Lock()
+		l.wakePending = false
+		l.mu.Unlock()
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	})
+}
 
 // ownPool reports whether id is one of this launcher's pool workers.
 func (l *Launcher) ownPool(id string) bool {

@@ -134,6 +134,7 @@ type rigOptions struct {
 	sessionTimeout time.Duration
 	interval       time.Duration
 	before         func(r *rig) // before the launcher runs
+	servers        string       // ZooKeeper; default testenv.ZooKeeper's
 }
 
 func connectZK(t testing.TB, servers string, opts zk.Options) *zk.Client {
@@ -171,7 +172,10 @@ func newRig(t testing.TB, cfgText string, o rigOptions) *rig {
 	if o.interval == 0 {
 		o.interval = time.Hour // a test that wants the periodic pass sets it
 	}
-	servers := testenv.ZooKeeper(t)
+	servers := o.servers
+	if servers == "" {
+		servers = testenv.ZooKeeper(t)
+	}
 	r := &rig{t: t, servers: servers, cut: &testenv.Cutter{}, driver: newFakeDriver(), done: make(chan error, 1)}
 	r.zk = connectZK(t, servers, zk.Options{SessionTimeout: o.sessionTimeout, Dialer: r.cut.Dial, LockIdentifier: "launcher", Logger: testLog(t)})
 	r.zuul = connectZK(t, servers, zk.Options{})

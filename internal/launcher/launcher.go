@@ -85,8 +85,9 @@ type Launcher struct {
 	ready bool
 	// watching holds the lock directories whose holder is watched (see
 	// wakeWhenReleased); wake pokes the cleanup loop.
-	watching map[string]bool
-	wake     chan struct{}
+	watching    map[string]bool
+	wake        chan struct{}
+	wakePending bool // see wakeAfter
 
 	wg sync.WaitGroup // launch, fulfil and delete goroutines
 

@@ -373,6 +373,13 @@ func (l *Launcher) newNode(ctx context.Context, pw *poolWorker, label string, r 
 	l.claim(n.ID)
 	lock, locked, err := l.zk.TryLockNode(ctx, n.ID)
 	if err != nil {
+		// Nobody else knows of the node yet: take it back rather than
+		// leave an idle building node behind (the cleanup would find it,
+		// but only later).
+		if derr := l.zk.DeleteNode(context.WithoutCancel(ctx), n); derr != nil {
+			l.log.Warn("deleting a new node that could not be locked", "node", n.ID, "err", derr)
+		}
+		l.dropInflight(n.ID)
 		l.release(n.ID)
 		return nil, fmt.Errorf("locking new node %s: %w", n.ID, err)
 	}

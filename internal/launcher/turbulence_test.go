@@ -2,12 +2,15 @@ package launcher
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kubepool/kubepool/internal/kube"
+	"github.com/kubepool/kubepool/internal/testenv"
 	"github.com/kubepool/kubepool/internal/zk"
 )
 
@@ -136,5 +139,70 @@ func TestTurbulenceSessionLost(t *testing.T) {
 		t.Fatalf("session %#x kept; the test wanted it expired", s)
 	}
 	r.accept(id)
+	r.settled()
+}
+
+// TestTurbulenceZooKeeperRestart stops the ZooKeeper server (one of the
+// test's own, not a shared one) in the middle of a burst and starts it
+// again on the same data: the sessions survive (ZooKeeper restores them),
+// and every request is fulfilled exactly once, nothing left behind.
+func TestTurbulenceZooKeeperRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and restarts a ZooKeeper server")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	zkp, err := testenv.StartZooKeeper(ctx, dir, 0)
+	if err != nil {
+		t.Skipf("no ZooKeeper to start: %v", err)
+	}
+	t.Cleanup(func() { _ = zkp.Stop() })
+	_, port, _ := strings.Cut(zkp.Addr(), ":")
+	r := newRig(t, strings.Replace(unitConfig, "max-servers: 2", "max-servers: 100", 1), rigOptions{servers: zkp.Addr(), sessionTimeout: 30 * time.Second})
+	_, session := r.zk.State()
+	const n = 20
+	half := make(chan struct{})
+	var created sync.Once
+	var count atomic.Int32
+	r.driver.setCreateHook(func(ctx context.Context, res kube.Resource) error {
+		if count.Add(1) == n/2 {
+			created.Do(func() { close(half) })
+		}
+		return nil
+	})
+	var ids []string
+	for range n {
+		ids = append(ids, r.submit("ns"))
+	}
+	<-half
+	if err := zkp.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zkp, err = testenv.StartZooKeeper(ctx, dir, p); err != nil {
+		t.Fatalf("restarting ZooKeeper: %v", err)
+	}
+	restarted := time.Now()
+	for _, id := range ids {
+		r.waitState(id, zk.RequestFulfilled)
+	}
+	t.Logf("all %d requests fulfilled %v after ZooKeeper was back", n, time.Since(restarted).Round(time.Millisecond))
+	if _, s := r.zk.State(); s != session {
+		t.Errorf("launcher session %#x after the restart, want %#x kept", s, session)
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		for _, nid := range r.request(id).Nodes {
+			if seen[nid] {
+				t.Errorf("node %s given to two requests", nid)
+			}
+			seen[nid] = true
+		}
+		r.accept(id)
+	}
 	r.settled()
 }
