@@ -4,15 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/kubepool/kubepool/internal/config"
-	"github.com/kubepool/kubepool/internal/gitsync"
 	"github.com/kubepool/kubepool/internal/kube"
+	"github.com/kubepool/kubepool/internal/nodepod"
 	"github.com/kubepool/kubepool/internal/zk"
 )
 
@@ -23,7 +22,10 @@ import (
 func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk.Request) error {
 	label := pw.pool.Label(n.Type[0])
 	attempts := max(pw.provider.LaunchRetries, 1)
-	var last error
+	// first is what went wrong first: a later attempt's error is often a
+	// consequence (the replacement pod does not fit while the failed one
+	// is still stopping) and says less about what to fix.
+	var first, last error
 	for attempt := 1; attempt <= attempts; attempt++ {
 		// <pool>-<node id>, as Nodepool names it, plus a random suffix:
 		// every attempt gets a fresh name, and launchers with separate
@@ -53,6 +55,9 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 			return nil
 		}
 		last = err
+		if first == nil {
+			first = err
+		}
 		l.metrics.KubeErrors.WithLabelValues("launch").Inc()
 		l.log.Warn("launch failed", "node", n.ID, "label", label.Name, "namespace", ns, "attempt", attempt, "of", attempts, "err", err)
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -68,12 +73,16 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 		}
 	}
 	l.metrics.Launches.WithLabelValues(label.Name, "failed").Inc()
-	n.DriverData = map[string]any{"error": last.Error()}
+	dd := map[string]any{"error": first.Error()}
+	if last != first {
+		dd["last_error"] = last.Error()
+	}
+	n.DriverData = dd
 	n.SetState(zk.NodeFailed)
 	if err := l.zk.UpdateNode(context.WithoutCancel(ctx), n); err != nil {
 		l.log.Warn("marking node failed", "node", n.ID, "err", err)
 	}
-	return fmt.Errorf("launching node %s (label %s): %w", n.ID, label.Name, last)
+	return fmt.Errorf("launching node %s (label %s): %w", n.ID, label.Name, first)
 }
 
 // refreshToken gives a warm node handed to a request a fresh token, so that
@@ -128,55 +137,21 @@ func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node,
 		Owner:       kube.Owner{Provider: pw.provider.Name, Pool: pw.pool.Name, NodeID: n.ID, Label: label.Name, Launcher: l.id},
 		Namespace:   ns,
 		Annotations: label.Annotations,
+		Policy:      nodePolicy(label),
 	}
 	if label.Type != config.TypePod {
 		return res, nil
 	}
-	res.Kind = kube.KindPod
-	res.PodName = kube.DNSLabel(label.Name)
-	res.PodLabels = map[string]string{}
-	for k, v := range label.Labels {
-		res.PodLabels[k] = v
-	}
+	dynamic := make(map[string]string, len(label.DynamicLabels))
 	for k, f := range label.DynamicLabels {
-		res.PodLabels[k] = kube.LabelValue(renderDynamic(f, n, r))
+		dynamic[k] = renderDynamic(f, n, r)
 	}
-	if label.Spec != nil {
-		res.Pod = *label.Spec.DeepCopy()
-	} else {
-		c := corev1.Container{
-			Name:            res.PodName,
-			Image:           label.Image,
-			ImagePullPolicy: label.ImagePullPolicy,
-			Command:         kube.MachineCommand,
-			Env:             label.Env,
-			Resources:       label.ResourceRequirements(),
-			VolumeMounts:    label.VolumeMounts,
-		}
-		if label.Privileged != nil {
-			c.SecurityContext = &corev1.SecurityContext{Privileged: label.Privileged}
-		}
-		grace := int64(5)
-		res.Pod = corev1.PodSpec{
-			Containers:                    []corev1.Container{c},
-			NodeSelector:                  label.NodeSelector,
-			SchedulerName:                 label.SchedulerName,
-			Volumes:                       label.Volumes,
-			TerminationGracePeriodSeconds: &grace,
-		}
+	pod, err := nodepod.For(label, dynamic)
+	if err != nil {
+		return res, err
 	}
-	if gs := label.GitSidecar; gs != nil {
-		if err := gitsync.AddSidecar(&res.Pod, gitsync.SidecarOptions{Image: gs.Image, MountPath: gs.Path, Command: kube.MachineCommand, SizeLimit: gs.SizeLimit}); err != nil {
-			return res, fmt.Errorf("label %s: %w", label.Name, err)
-		}
-		// kubectl exec (Zuul's Ansible connection) goes to the job's
-		// container, not the sidecar, without being told.
-		ann := map[string]string{"kubectl.kubernetes.io/default-container": res.Pod.Containers[0].Name}
-		for k, v := range res.Annotations {
-			ann[k] = v
-		}
-		res.Annotations = ann
-	}
+	res.Kind = kube.KindPod
+	res.PodName, res.PodLabels, res.Pod, res.Annotations = pod.Name, pod.Labels, pod.Spec, pod.Annotations
 	last := start
 	phases := map[kube.Milestone]string{kube.Scheduled: "schedule", kube.Pulled: "image_pull", kube.Started: "container_start", kube.Ready: "ready"}
 	res.Observe = func(m kube.Milestone) {
@@ -197,7 +172,7 @@ func (l *Launcher) setConnection(n *zk.Node, pw *poolWorker, label *config.PoolL
 		kc.CACert = base64.StdEncoding.EncodeToString(conn.CAData)
 	}
 	if gs := label.GitSidecar; gs != nil && label.Type == config.TypePod {
-		kc.GitContainer, kc.GitPath = gitsync.SidecarContainer, gs.Path
+		kc.GitContainer, kc.GitPath = nodepod.GitContainer, path.Clean(gs.Path)
 	}
 	_ = n.SetKubeConnection(kc) // a struct of strings always encodes
 	setTokenExpiry(n, conn.TokenExpiry)

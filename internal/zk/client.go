@@ -131,6 +131,7 @@ type Client struct {
 	sessionID   int64
 	changed     chan struct{} // closed and replaced on every state change
 	registered  map[*Registration]struct{}
+	owed        int // writes waiting for a connection; see owe
 	closed      bool
 	done        chan struct{}
 	dispatchEnd chan struct{}
@@ -352,6 +353,10 @@ func (c *Client) waitConnected(ctx context.Context) error {
 		}
 	}
 }
+
+// StateChanged returns a channel closed at the next change of the session
+// state (a reconnect, a disconnect, an expiry, Close).
+func (c *Client) StateChanged() <-chan struct{} { return c.stateChanged() }
 
 // stateChanged returns a channel closed at the next state change.
 func (c *Client) stateChanged() <-chan struct{} {
