@@ -234,12 +234,16 @@ func TestBuildsetRegistry(t *testing.T) {
 		for _, r := range []string{"buildsets/b1/x:1", "buildsets/b-x/y:1", "buildsets/ba/z:1"} {
 			e.adminPush(t, r, base)
 		}
-		got, err := e.registry.Repositories(ctx, e.policy.Repository("b"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff([]string{"buildsets/b/app", "buildsets/b/base"}, got); diff != "" {
-			t.Errorf("Repositories(buildsets/b/) mismatch (-want +got):\n%s", diff)
+		for _, pageSize := range []int{0, 1, 2} {
+			r := *e.registry
+			r.PageSize = pageSize
+			got, err := r.Repositories(ctx, e.policy.Repository("b"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff([]string{"buildsets/b/app", "buildsets/b/base"}, got); diff != "" {
+				t.Errorf("Repositories(buildsets/b/), page size %d, mismatch (-want +got):\n%s", pageSize, diff)
+			}
 		}
 	})
 

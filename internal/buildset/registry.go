@@ -33,6 +33,9 @@ type Registry struct {
 	Issuer *registrytoken.Issuer
 	// Client makes the requests; http.DefaultClient if nil.
 	Client *http.Client
+	// PageSize is how many repositories one catalog request asks for;
+	// 1000 if zero.
+	PageSize int
 }
 
 // RegistryError is an unexpected answer from the registry.
@@ -78,19 +81,23 @@ func registryError(resp *http.Response) error {
 	return &RegistryError{Method: resp.Request.Method, URL: resp.Request.URL.Redacted(), Status: resp.StatusCode, Body: strings.TrimSpace(string(b))}
 }
 
-// catalogPage is how many repositories one catalog request asks for.
-const catalogPage = 1000
-
 // Repositories lists the repositories whose names start with prefix, in
 // lexical order, starting the catalog just before prefix.
 func (r *Registry) Repositories(ctx context.Context, prefix string) ([]string, error) {
+	if !strings.HasSuffix(prefix, "/") || len(prefix) < 2 {
+		return nil, fmt.Errorf("repository prefix %q: want a name ending in /", prefix)
+	}
+	pageSize := r.PageSize
+	if pageSize <= 0 {
+		pageSize = 1000
+	}
 	access := []registrytoken.Access{{Type: "registry", Name: "catalog", Actions: []string{"*"}}}
 	var out []string
 	// The catalog is sorted and "last" is exclusive: everything with the
 	// prefix sorts after the prefix without its final slash.
 	last := prefix[:len(prefix)-1]
 	for {
-		q := url.Values{"n": {fmt.Sprint(catalogPage)}, "last": {last}}
+		q := url.Values{"n": {fmt.Sprint(pageSize)}, "last": {last}}
 		resp, err := r.do(ctx, http.MethodGet, "/v2/_catalog?"+q.Encode(), access, nil)
 		if err != nil {
 			return nil, err
@@ -119,7 +126,7 @@ func (r *Registry) Repositories(ctx context.Context, prefix string) ([]string, e
 			}
 			out = append(out, name)
 		}
-		if len(page.Repositories) < catalogPage {
+		if len(page.Repositories) < pageSize {
 			return out, nil
 		}
 		last = page.Repositories[len(page.Repositories)-1]

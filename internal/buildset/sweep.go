@@ -57,6 +57,9 @@ func (s *Sweeper) log() *slog.Logger {
 // sweep.
 func (s *Sweeper) Sweep(ctx context.Context, live map[string]bool) (SweepResult, error) {
 	var res SweepResult
+	if s.TTL <= 0 {
+		return res, fmt.Errorf("buildset sweep: TTL %v is not positive", s.TTL)
+	}
 	records, err := s.Store.List(ctx)
 	if err != nil {
 		return res, fmt.Errorf("listing buildsets: %w", err)
