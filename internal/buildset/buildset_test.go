@@ -387,3 +387,47 @@ func TestDeleteNow(t *testing.T) {
 		t.Error("B's credentials still pull after Delete")
 	}
 }
+
+// TestDockerConfig: a build tool that finds only the docker config and the
+// KUBEPOOL_BUILDSET_REGISTRY variable (go-containerregistry's default
+// keychain, as crane and ko use it) pushes to and pulls from its buildset's
+// repository, and nowhere else.
+func TestDockerConfig(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	cred, err := e.store.NewCredentials(ctx, "b", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := DockerConfig(e.reg.Host, cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", dir)
+	where := e.policy.RegistryPath(e.reg.Host, "b")
+	if want := e.reg.Host + "/buildsets/b"; where != want {
+		t.Fatalf("RegistryPath = %q, want %q", where, want)
+	}
+	keychain := remote.WithAuthFromKeychain(authn.DefaultKeychain)
+	ref, err := name.ParseReference(where+"/app:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := randomImage(t)
+	if err := remote.Write(ref, img, remote.WithContext(ctx), keychain); err != nil {
+		t.Fatalf("pushing %s with the docker config: %v", ref, err)
+	}
+	if _, err := remote.Image(ref, remote.WithContext(ctx), keychain); err != nil {
+		t.Errorf("pulling %s with the docker config: %v", ref, err)
+	}
+	err = remote.Write(e.ref(t, "buildsets/c/app:1"), img, remote.WithContext(ctx), keychain)
+	wantDenied(t, "pushing to buildset c with b's docker config", err)
+
+	if _, err := DockerConfig("", cred); err == nil {
+		t.Error("DockerConfig without a host succeeded")
+	}
+}
