@@ -221,6 +221,10 @@ type PoolLabel struct {
 	ImagePullPolicy corev1.PullPolicy
 	PythonPath      string
 	ShellType       string
+	// Username is the user jobs run as on a pod node, written to the node
+	// record (Zuul's ansible_user); empty leaves Zuul's default, "zuul"
+	// (kubepool).
+	Username string
 
 	CPU, Memory, Storage                resource.Quantity
 	CPULimit, MemoryLimit, StorageLimit resource.Quantity
