@@ -222,7 +222,8 @@ func (d *decoder) provider(n *yaml.Node, path string) (pr Provider, ok bool) {
 			d.list(v, p, func(item *yaml.Node, p string) { pr.Pools = append(pr.Pools, d.pool(item, p)) })
 		},
 		// kubepool
-		"token-expiration": func(v *yaml.Node, p string) { pr.TokenExpiration = d.seconds(v, p) },
+		"token-expiration":  func(v *yaml.Node, p string) { pr.TokenExpiration = d.seconds(v, p) },
+		"buildset-registry": func(v *yaml.Node, p string) { pr.BuildsetRegistry = d.buildsetRegistry(v, p) },
 	})
 	d.require(n, path, present, "name", "pools")
 	return pr, true
@@ -259,7 +260,7 @@ func (d *decoder) pool(n *yaml.Node, path string) Pool {
 // specCompatible are the label keys that may accompany spec: Nodepool builds
 // nothing of its own around a user's pod spec except metadata.
 var specCompatible = map[string]bool{"name": true, "type": true, "spec": true, "labels": true, "dynamic-labels": true, "annotations": true, "git-sidecar": true,
-	"pod-security": true, "quota": true, "network": true}
+	"pod-security": true, "quota": true, "network": true, "username": true}
 
 func (d *decoder) poolLabel(n *yaml.Node, path string) PoolLabel {
 	var l PoolLabel
@@ -270,6 +271,7 @@ func (d *decoder) poolLabel(n *yaml.Node, path string) PoolLabel {
 		"image-pull":      func(v *yaml.Node, p string) { l.ImagePullPolicy = corev1.PullPolicy(d.str(v, p)) },
 		"python-path":     func(v *yaml.Node, p string) { l.PythonPath = d.str(v, p) },
 		"shell-type":      func(v *yaml.Node, p string) { l.ShellType = d.str(v, p) },
+		"username":        func(v *yaml.Node, p string) { l.Username = d.str(v, p) },
 		"cpu":             func(v *yaml.Node, p string) { l.CPU = d.quantity(v, p, cores) },
 		"memory":          func(v *yaml.Node, p string) { l.Memory = d.quantity(v, p, mebibytes) },
 		"storage":         func(v *yaml.Node, p string) { l.Storage = d.quantity(v, p, megabytes) },
