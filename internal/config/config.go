@@ -168,6 +168,10 @@ type Provider struct {
 	// TokenExpiration is the lifetime requested for node tokens (kubepool).
 	TokenExpiration time.Duration
 
+	// BuildsetRegistry, if set, gives buildsets private repositories
+	// (kubepool; buildset.go).
+	BuildsetRegistry *BuildsetRegistry
+
 	Pools []Pool
 }
 

@@ -222,7 +222,8 @@ func (d *decoder) provider(n *yaml.Node, path string) (pr Provider, ok bool) {
 			d.list(v, p, func(item *yaml.Node, p string) { pr.Pools = append(pr.Pools, d.pool(item, p)) })
 		},
 		// kubepool
-		"token-expiration": func(v *yaml.Node, p string) { pr.TokenExpiration = d.seconds(v, p) },
+		"token-expiration":  func(v *yaml.Node, p string) { pr.TokenExpiration = d.seconds(v, p) },
+		"buildset-registry": func(v *yaml.Node, p string) { pr.BuildsetRegistry = d.buildsetRegistry(v, p) },
 	})
 	d.require(n, path, present, "name", "pools")
 	return pr, true

@@ -100,6 +100,9 @@ func (c *Config) Validate() error {
 			v.at(p+".token-expiration", "%v is out of range (%v to %v)", pr.TokenExpiration, MinTokenExpiration, MaxTokenExpiration)
 		}
 		validateLimits(v, p, pr.MaxServers, pr.MaxCores, pr.MaxRAM, pr.MaxResources)
+		if pr.BuildsetRegistry != nil {
+			pr.BuildsetRegistry.validate(v, p+".buildset-registry")
+		}
 		if len(pr.Pools) == 0 {
 			v.at(p+".pools", "a provider needs at least one pool")
 		}

@@ -52,11 +52,12 @@ func (d Defaults) tagDisablesLabel() bool { return d.atLeast("train") }
 
 // PrepareEntries returns the default ContainerImagePrepare, what TripleO
 // uses when an environment has none: one entry whose set is the whole of
-// set (the defaults, with kubepool's --params), with the defaults'
-// tag_from_label. A whole set has a tag, so from train on its
-// tag_from_label is not used, and its neutron_driver is the defaults'.
+// set (the defaults, with kubepool's --params), so its neutron_driver is
+// the defaults'. Its tag_from_label is left out: a whole set has a tag,
+// so from train on TripleO does not use it either, and for earlier
+// releases kubepool leaves the choice to discover's --tag-from-label.
 func (d Defaults) PrepareEntries(set Params) []PrepareEntry {
-	return []PrepareEntry{{Set: set.Merge(nil), TagFromLabel: d.TagFromLabel, where: "defaults (" + d.Release + ")"}}
+	return []PrepareEntry{{Set: set.Merge(nil), where: "defaults (" + d.Release + ")"}}
 }
 
 // neutronDriver returns the neutron_driver TripleO's set_neutron_driver
