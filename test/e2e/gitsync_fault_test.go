@@ -389,7 +389,6 @@ func waitInPod(t *testing.T, ex *podexec.Executor, target podexec.Target, script
 	t.Fatalf("waiting in pod %s for %q: %v", target, script, ctx.Err())
 }
 
-
 // endlessReader is stdin that never ends.
 type endlessReader struct{}
 
