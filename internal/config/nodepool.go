@@ -258,7 +258,8 @@ func (d *decoder) pool(n *yaml.Node, path string) Pool {
 
 // specCompatible are the label keys that may accompany spec: Nodepool builds
 // nothing of its own around a user's pod spec except metadata.
-var specCompatible = map[string]bool{"name": true, "type": true, "spec": true, "labels": true, "dynamic-labels": true, "annotations": true, "git-sidecar": true}
+var specCompatible = map[string]bool{"name": true, "type": true, "spec": true, "labels": true, "dynamic-labels": true, "annotations": true, "git-sidecar": true,
+	"pod-security": true, "quota": true, "network": true}
 
 func (d *decoder) poolLabel(n *yaml.Node, path string) PoolLabel {
 	var l PoolLabel
@@ -318,6 +319,20 @@ func (d *decoder) poolLabel(n *yaml.Node, path string) PoolLabel {
 			l.GitSidecar = gs
 		},
 		"annotations": func(v *yaml.Node, p string) { l.Annotations = d.strMap(v, p) },
+		// kubepool: what a node's namespace enforces
+		"pod-security": func(v *yaml.Node, p string) { l.PodSecurity = PodSecurityLevel(d.str(v, p)) },
+		"network":      func(v *yaml.Node, p string) { l.Network = NetworkMode(d.str(v, p)) },
+		"quota": func(v *yaml.Node, p string) {
+			q := &l.Quota
+			d.object(v, p, keys{
+				"pods":                   func(v *yaml.Node, p string) { q.Pods = d.limit(v, p) },
+				"services":               func(v *yaml.Node, p string) { q.Services = d.limit(v, p) },
+				"persistentvolumeclaims": func(v *yaml.Node, p string) { q.PersistentVolumeClaims = d.limit(v, p) },
+				"cpu":                    func(v *yaml.Node, p string) { q.CPU = d.quantity(v, p, cores) },
+				"memory":                 func(v *yaml.Node, p string) { q.Memory = d.quantity(v, p, mebibytes) },
+				"ephemeral-storage":      func(v *yaml.Node, p string) { q.EphemeralStorage = d.quantity(v, p, megabytes) },
+			})
+		},
 		"spec": func(v *yaml.Node, p string) {
 			if r := resolve(v); r == nil || r.Kind != yaml.MappingNode {
 				d.mapping(v, p) // report the type
