@@ -34,8 +34,8 @@
 // state are skipped after the first exec.
 //
 // Exec streams are unreliable: a stream that breaks, a receiver in the pod
-// that dies (noticed within about a second: see package podexec), an exec
-// that stalls (Syncer.StallTimeout) or a command that fails is retried
+// that dies (noticed when its output ends, or else by Syncer.StallTimeout:
+// see package podexec), an exec that stalls or a command that fails is retried
 // (after asking the pod again what it has) up to Syncer.Attempts times,
 // each repo of a stream that did not come back verified on its own;
 // failures the pod says will not change (a full or read-only disk, a

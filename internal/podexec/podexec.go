@@ -12,7 +12,9 @@
 // with a *NoStatusError. With Options.StallTimeout, an exec whose stdin
 // stops being read while nothing is printed is given up with a
 // *StallError. Both match ErrStream: the command may or may not have done
-// its work.
+// its work. In the dev cluster over SPDY, the runtime also kept the output
+// streams of such an exec open: there the stall timeout is the way out, so
+// callers that send stdin should set one.
 //
 // Long, idle streams (a command that computes for minutes before it writes)
 // are kept alive by heartbeats on both protocols: client-go pings every 5 s

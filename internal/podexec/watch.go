@@ -76,6 +76,7 @@ type watch struct {
 	last     atomic.Int64  // unix nanos of the last progress
 	sent     atomic.Int64  // stdin bytes taken
 	stdinEOF atomic.Bool   // stdin was read to its end
+	inRead   atomic.Bool   // the caller's reader is producing: not the pod's stall
 	stop     atomic.Bool   // stdin is to end now: the exec is over
 	outputs  atomic.Int32  // attached output streams not yet ended
 	ended    chan struct{} // closed when every output ended
@@ -122,8 +123,10 @@ func (w *watch) run(done <-chan struct{}, cancel context.CancelCauseFunc, grace,
 			}
 			return
 		case <-tick:
-			if w.stdinEOF.Load() {
-				continue // the command works on what it got: not a stall
+			if w.stdinEOF.Load() || w.inRead.Load() {
+				// The command works on what it got, or the data is not
+				// ready here yet: not the pod's stall.
+				continue
 			}
 			if idle := time.Since(time.Unix(0, w.last.Load())); idle >= stall {
 				cancel(stalled())
@@ -143,11 +146,11 @@ func (r *watchedReader) Read(p []byte) (int, error) {
 	if r.w.stop.Load() {
 		return 0, io.EOF
 	}
+	r.w.inRead.Store(true)
 	n, err := r.r.Read(p)
-	if n > 0 {
-		r.w.sent.Add(int64(n))
-		r.w.progress()
-	}
+	r.w.inRead.Store(false)
+	r.w.sent.Add(int64(n))
+	r.w.progress() // time spent here producing is not the pod's
 	if err == io.EOF {
 		r.w.stdinEOF.Store(true)
 	}

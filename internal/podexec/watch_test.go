@@ -107,6 +107,40 @@ func TestWatchStall(t *testing.T) {
 	}
 }
 
+// A reader of the caller's that is slow to produce is not a stall.
+func TestWatchSlowReaderIsNoStall(t *testing.T) {
+	w := newWatch(1)
+	ctx, cancel := context.WithCancelCause(t.Context())
+	defer cancel(nil)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		w.run(done, cancel, time.Hour, 20*time.Millisecond, nil, func() error { return errors.New("stalled") })
+	}()
+	pr, pw := io.Pipe()
+	r := &watchedReader{r: pr, w: w}
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		r.Read(make([]byte, 1))
+	}()
+	for !w.inRead.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	// Many stall periods pass while the caller's reader produces nothing.
+	w.last.Store(time.Now().Add(-time.Hour).UnixNano())
+	select {
+	case <-ctx.Done():
+		t.Errorf("abandoned while the caller's own reader was slow: %v", context.Cause(ctx))
+	case <-time.After(200 * time.Millisecond):
+	}
+	pw.Write([]byte{1})
+	<-read
+	close(done)
+	<-finished
+}
+
 func TestShortCommand(t *testing.T) {
 	script := "set -eu\n" + strings.Repeat("echo x\n", 400)
 	got := shortCommand([]string{"sh", "-c", script, "arg"})
