@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -46,6 +48,20 @@ type Driver struct {
 	SkipTLS bool
 	// TokenExpiration is the lifetime requested for node tokens.
 	TokenExpiration time.Duration
+
+	// Dynamic reaches APIs client-go has no types for (OpenShift's
+	// projects). NewDriver sets it.
+	Dynamic dynamic.Interface
+	// Projects makes each new node namespace an OpenShift project (a
+	// ProjectRequest) where the cluster serves them (the openshift driver);
+	// elsewhere a namespace is made, as without it.
+	Projects bool
+	// Log, if set, is told what the driver decides once per Driver (no
+	// projects served). Library code logs nothing else.
+	Log *slog.Logger
+
+	projects       projectDiscovery
+	noProjectsOnce sync.Once
 }
 
 // NewDriver returns a Driver for the cluster cfg points at.
@@ -78,7 +94,11 @@ func NewDriver(cfg *rest.Config) (*Driver, error) {
 			return nil, fmt.Errorf("reading cluster CA: %w", err)
 		}
 	}
-	return &Driver{Client: client, Host: cfg.Host, CAData: ca, SkipTLS: cfg.Insecure, TokenExpiration: DefaultTokenExpiration}, nil
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating dynamic Kubernetes client for %s: %w", cfg.Host, err)
+	}
+	return &Driver{Client: client, Dynamic: dyn, Host: cfg.Host, CAData: ca, SkipTLS: cfg.Insecure, TokenExpiration: DefaultTokenExpiration}, nil
 }
 
 // Resource describes one node to create.
@@ -94,6 +114,42 @@ type Resource struct {
 	Annotations map[string]string
 	// Observe, if set, is told when the pod reaches each Milestone.
 	Observe func(Milestone)
+
+	// InNamespace says Namespace exists already and is not the node's
+	// (openshiftpods): only the node's own objects are made in it, all
+	// named PodName, and its Role grants the node's token its pod alone.
+	InNamespace bool
+	// ImagePullSecrets name secrets in Namespace the pod pulls with.
+	ImagePullSecrets []string
+	// CopySecrets are image pull secrets copied into Namespace for the
+	// pod (named as they are, or PodName-<name> InNamespace).
+	CopySecrets []SecretRef
+	// AdminRole binds the node's service account to the cluster's admin
+	// ClusterRole, as Nodepool's openshift driver does, instead of
+	// kubepool's Role (namespace and project nodes only).
+	AdminRole bool
+}
+
+// SecretRef names a secret in a namespace.
+type SecretRef struct {
+	Namespace, Name string
+}
+
+// ServiceAccount returns the name of the service account, Role and
+// RoleBinding of the node r describes.
+func (r *Resource) ServiceAccount() string {
+	if r.InNamespace {
+		return r.PodName
+	}
+	return ServiceAccountName
+}
+
+// copiedName is the name a copied secret gets in the node's namespace.
+func (r *Resource) copiedName(s SecretRef) string {
+	if r.InNamespace {
+		return r.PodName + "-" + s.Name
+	}
+	return s.Name
 }
 
 // Connection is what a node's user needs to reach it.
@@ -119,42 +175,55 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: r.Namespace, Labels: r.Owner.Labels()}
 	}
-	nsMeta := meta(r.Namespace)
-	nsMeta.Namespace = ""
-	if _, err := d.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: nsMeta}, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("creating namespace %q: %w", r.Namespace, err)
+	if !r.InNamespace {
+		if err := d.createNamespace(ctx, r.Namespace, r.Owner.Labels()); err != nil {
+			return nil, err
+		}
 	}
+	sa := r.ServiceAccount()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		sa := &corev1.ServiceAccount{ObjectMeta: meta(ServiceAccountName), AutomountServiceAccountToken: ptr(false)}
-		if _, err := d.Client.CoreV1().ServiceAccounts(r.Namespace).Create(gctx, sa, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating service account %s/%s: %w", r.Namespace, ServiceAccountName, err)
+		obj := &corev1.ServiceAccount{ObjectMeta: meta(sa), AutomountServiceAccountToken: ptr(false)}
+		if _, err := d.Client.CoreV1().ServiceAccounts(r.Namespace).Create(gctx, obj, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating service account %s/%s: %w", r.Namespace, sa, err)
 		}
 		return nil
 	})
-	g.Go(func() error {
-		role := &rbacv1.Role{ObjectMeta: meta(ServiceAccountName), Rules: RoleRules(r.Kind)}
-		if _, err := d.Client.RbacV1().Roles(r.Namespace).Create(gctx, role, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating role %s/%s: %w", r.Namespace, role.Name, err)
-		}
-		return nil
-	})
+	roleRef := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: sa}
+	if r.AdminRole && !r.InNamespace && r.Kind != KindPod {
+		roleRef = rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"}
+	} else {
+		g.Go(func() error {
+			rules := RoleRules(r.Kind)
+			if r.InNamespace {
+				rules = PodRoleRules(r.PodName)
+			}
+			role := &rbacv1.Role{ObjectMeta: meta(sa), Rules: rules}
+			if _, err := d.Client.RbacV1().Roles(r.Namespace).Create(gctx, role, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("creating role %s/%s: %w", r.Namespace, role.Name, err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		// A binding may name a role that does not exist yet.
 		rb := &rbacv1.RoleBinding{
-			ObjectMeta: meta(ServiceAccountName),
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: ServiceAccountName, Namespace: r.Namespace}},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ServiceAccountName},
+			ObjectMeta: meta(sa),
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: r.Namespace}},
+			RoleRef:    roleRef,
 		}
 		if _, err := d.Client.RbacV1().RoleBindings(r.Namespace).Create(gctx, rb, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating role binding %s/%s: %w", r.Namespace, rb.Name, err)
 		}
 		return nil
 	})
+	for _, s := range r.CopySecrets {
+		g.Go(func() error { return d.copySecret(gctx, s, meta(r.copiedName(s))) })
+	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	conn := &Connection{Host: d.Host, CAData: d.CAData, SkipTLS: d.SkipTLS, Namespace: r.Namespace, User: ServiceAccountName}
+	conn := &Connection{Host: d.Host, CAData: d.CAData, SkipTLS: d.SkipTLS, Namespace: r.Namespace, User: sa}
 	if r.Kind != KindPod {
 		if err := d.RefreshToken(ctx, conn); err != nil {
 			return nil, err
@@ -173,8 +242,14 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	// The pod runs as the node's service account, so that the node's token
 	// can be bound to the pod (deleting the pod revokes it), but does not
 	// mount a token itself: the token is for the job.
-	spec.ServiceAccountName = ServiceAccountName
+	spec.ServiceAccountName = sa
 	spec.AutomountServiceAccountToken = ptr(false)
+	for _, name := range r.ImagePullSecrets {
+		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
+	}
+	for _, s := range r.CopySecrets {
+		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: r.copiedName(s)})
+	}
 	created, err := d.Client.CoreV1().Pods(r.Namespace).Create(ctx, &corev1.Pod{ObjectMeta: pm, Spec: spec}, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("creating pod %s/%s: %w", r.Namespace, r.PodName, err)
@@ -230,6 +305,50 @@ func (d *Driver) requestToken(ctx context.Context, conn *Connection, podUID type
 	return nil
 }
 
+// createNamespace makes a node's namespace: a project where the Driver
+// makes projects and the cluster serves them, else a namespace.
+func (d *Driver) createNamespace(ctx context.Context, name string, labels map[string]string) error {
+	project, err := d.useProjects(ctx)
+	if err != nil {
+		return err
+	}
+	if project {
+		return d.createProject(ctx, name, labels)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if _, err := d.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating namespace %q: %w", name, err)
+	}
+	return nil
+}
+
+// copySecret copies the secret s names into a new secret with the given
+// metadata.
+func (d *Driver) copySecret(ctx context.Context, s SecretRef, meta metav1.ObjectMeta) error {
+	src, err := d.Client.CoreV1().Secrets(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading image pull secret %s/%s to copy: %w", s.Namespace, s.Name, err)
+	}
+	dst := &corev1.Secret{ObjectMeta: meta, Type: src.Type, Data: src.Data, Immutable: ptr(true)}
+	if _, err := d.Client.CoreV1().Secrets(meta.Namespace).Create(ctx, dst, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("copying image pull secret %s/%s to %s/%s: %w", s.Namespace, s.Name, meta.Namespace, meta.Name, err)
+	}
+	return nil
+}
+
+// PodRoleRules are the permissions of a node's token in an existing
+// namespace shared with other nodes (openshiftpods): its own pod, by name,
+// and nothing else; it cannot even list the pods beside it.
+func PodRoleRules(pod string) []rbacv1.PolicyRule {
+	names := []string{pod}
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods"}, ResourceNames: names, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/exec"}, ResourceNames: names, Verbs: []string{"create", "get"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/log"}, ResourceNames: names, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/portforward"}, ResourceNames: names, Verbs: []string{"create", "get"}},
+	}
+}
+
 // RoleRules are the permissions a node's token carries, in its namespace only.
 func RoleRules(k Kind) []rbacv1.PolicyRule {
 	if k == KindPod {
@@ -274,7 +393,24 @@ func (d *Driver) Delete(ctx context.Context, namespace string, wait bool) error 
 		_ = d.waitPodsGone(pctx, namespace)
 		cancel()
 	}
-	err := d.Client.CoreV1().Namespaces().Delete(ctx, namespace, metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationBackground)})
+	project, err := d.useProjects(ctx)
+	if err != nil {
+		return err
+	}
+	if project {
+		if err := d.deleteProject(ctx, namespace); err != nil {
+			return err
+		}
+		if !wait {
+			return nil
+		}
+		// A project's requester may not be allowed to watch namespaces.
+		if err := d.waitGone(ctx, namespace); err != nil && !apierrors.IsForbidden(err) {
+			return err
+		}
+		return nil
+	}
+	err = d.Client.CoreV1().Namespaces().Delete(ctx, namespace, metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationBackground)})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
