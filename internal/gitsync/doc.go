@@ -39,5 +39,6 @@
 //
 // The pod needs sh, tar and git (1.8.5 or newer; with 2.36 or newer it skips
 // fsync, which a disposable pod does not need).
-// Images without git use a git sidecar: AddSidecar adds one to a pod spec.
+// Images without git use a git sidecar (internal/nodepod adds one to a
+// node's pod).
 package gitsync

@@ -89,7 +89,7 @@ func (r *Result) Objects() int64 {
 }
 
 // ErrNoGit is matched when the container has no git: push into a git
-// sidecar instead (see AddSidecar).
+// sidecar instead (see internal/nodepod).
 var ErrNoGit = errors.New("git is not installed in the container (use an image with git, or a git sidecar)")
 
 // RepoError is the failure of one repo.

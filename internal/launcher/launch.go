@@ -4,15 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/kubepool/kubepool/internal/config"
-	"github.com/kubepool/kubepool/internal/gitsync"
 	"github.com/kubepool/kubepool/internal/kube"
+	"github.com/kubepool/kubepool/internal/nodepod"
 	"github.com/kubepool/kubepool/internal/zk"
 )
 
@@ -132,51 +131,16 @@ func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node,
 	if label.Type != config.TypePod {
 		return res, nil
 	}
-	res.Kind = kube.KindPod
-	res.PodName = kube.DNSLabel(label.Name)
-	res.PodLabels = map[string]string{}
-	for k, v := range label.Labels {
-		res.PodLabels[k] = v
-	}
+	dynamic := make(map[string]string, len(label.DynamicLabels))
 	for k, f := range label.DynamicLabels {
-		res.PodLabels[k] = kube.LabelValue(renderDynamic(f, n, r))
+		dynamic[k] = renderDynamic(f, n, r)
 	}
-	if label.Spec != nil {
-		res.Pod = *label.Spec.DeepCopy()
-	} else {
-		c := corev1.Container{
-			Name:            res.PodName,
-			Image:           label.Image,
-			ImagePullPolicy: label.ImagePullPolicy,
-			Command:         kube.MachineCommand,
-			Env:             label.Env,
-			Resources:       label.ResourceRequirements(),
-			VolumeMounts:    label.VolumeMounts,
-		}
-		if label.Privileged != nil {
-			c.SecurityContext = &corev1.SecurityContext{Privileged: label.Privileged}
-		}
-		grace := int64(5)
-		res.Pod = corev1.PodSpec{
-			Containers:                    []corev1.Container{c},
-			NodeSelector:                  label.NodeSelector,
-			SchedulerName:                 label.SchedulerName,
-			Volumes:                       label.Volumes,
-			TerminationGracePeriodSeconds: &grace,
-		}
+	pod, err := nodepod.For(label, dynamic)
+	if err != nil {
+		return res, err
 	}
-	if gs := label.GitSidecar; gs != nil {
-		if err := gitsync.AddSidecar(&res.Pod, gitsync.SidecarOptions{Image: gs.Image, MountPath: gs.Path, Command: kube.MachineCommand, SizeLimit: gs.SizeLimit}); err != nil {
-			return res, fmt.Errorf("label %s: %w", label.Name, err)
-		}
-		// kubectl exec (Zuul's Ansible connection) goes to the job's
-		// container, not the sidecar, without being told.
-		ann := map[string]string{"kubectl.kubernetes.io/default-container": res.Pod.Containers[0].Name}
-		for k, v := range res.Annotations {
-			ann[k] = v
-		}
-		res.Annotations = ann
-	}
+	res.Kind = kube.KindPod
+	res.PodName, res.PodLabels, res.Pod, res.Annotations = pod.Name, pod.Labels, pod.Spec, pod.Annotations
 	last := start
 	phases := map[kube.Milestone]string{kube.Scheduled: "schedule", kube.Pulled: "image_pull", kube.Started: "container_start", kube.Ready: "ready"}
 	res.Observe = func(m kube.Milestone) {
@@ -197,7 +161,7 @@ func (l *Launcher) setConnection(n *zk.Node, pw *poolWorker, label *config.PoolL
 		kc.CACert = base64.StdEncoding.EncodeToString(conn.CAData)
 	}
 	if gs := label.GitSidecar; gs != nil && label.Type == config.TypePod {
-		kc.GitContainer, kc.GitPath = gitsync.SidecarContainer, gs.Path
+		kc.GitContainer, kc.GitPath = nodepod.GitContainer, path.Clean(gs.Path)
 	}
 	_ = n.SetKubeConnection(kc) // a struct of strings always encodes
 	setTokenExpiry(n, conn.TokenExpiry)

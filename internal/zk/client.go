@@ -131,6 +131,7 @@ type Client struct {
 	sessionID   int64
 	changed     chan struct{} // closed and replaced on every state change
 	registered  map[*Registration]struct{}
+	owed        int // writes waiting for a connection; see owe
 	closed      bool
 	done        chan struct{}
 	dispatchEnd chan struct{}

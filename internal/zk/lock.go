@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"path"
 	"slices"
 	"strings"
@@ -50,6 +52,7 @@ type Lock struct {
 	c    *Client
 	dir  string
 	name string
+	sid  int64 // the session the contender belongs to
 }
 
 // Path returns the contender znode's path.
@@ -68,14 +71,17 @@ func (l *Lock) Held(ctx context.Context) (bool, error) {
 	return ok && st.EphemeralOwner == l.c.conn.SessionID(), nil
 }
 
-// Release releases the lock. Releasing a lock that is already gone (session
-// expired, znode deleted with its node) is not an error.
+// Release releases the lock. While ZooKeeper cannot be reached it keeps
+// trying (Owed counts it) until the release lands, ctx ends, or the session
+// that holds the lock ends, which releases it too. Releasing a lock that is
+// already gone (session expired, znode deleted with its node) is not an
+// error.
 func (l *Lock) Release(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := l.c.conn.Delete(l.c.abs(l.Path()), -1)
-	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+	err := l.c.deleteZnode(ctx, l.sid, l.c.abs(l.Path()))
+	if err != nil && !errors.Is(err, ErrSessionLost) {
 		return fmt.Errorf("releasing lock %s: %w", l.Path(), zkErr(err))
 	}
 	return nil
@@ -139,7 +145,7 @@ func (c *Client) acquire(ctx context.Context, dir string, makeParents, wait bool
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	prefix := hex.EncodeToString(b) + lockMarker
-	l := &Lock{c: c, dir: dir}
+	l := &Lock{c: c, dir: dir, sid: c.session()}
 
 	// Fast path, for the lock of a new request or node: its directory does
 	// not exist yet, so it is made together with our contender in one
@@ -169,8 +175,10 @@ func (c *Client) acquire(ctx context.Context, dir string, makeParents, wait bool
 	}
 
 	cleanup := func() {
+		// A contender left behind would hold the lock for as long as the
+		// session lives: its deletion is a write we owe.
 		if l.name != "" {
-			_ = c.conn.Delete(c.abs(l.Path()), -1)
+			_ = c.deleteZnode(context.WithoutCancel(ctx), l.sid, c.abs(l.Path()))
 		}
 	}
 	for {
@@ -190,6 +198,7 @@ func (c *Client) acquire(ctx context.Context, dir string, makeParents, wait bool
 		}
 		if l.name == "" {
 			tried = true
+			l.sid = c.session()
 			name, err := c.createContender(dir, prefix)
 			if errors.Is(err, ErrNoNode) {
 				// No directory (the fast path's reply was lost before it
@@ -230,7 +239,7 @@ func (c *Client) acquire(ctx context.Context, dir string, makeParents, wait bool
 		if i < 0 {
 			// Our ephemeral contender is gone: the session expired while we
 			// waited. Enter again with a new one.
-			l.name = ""
+			l.name, l.sid = "", c.session()
 			tried = false
 			continue
 		}
@@ -286,8 +295,12 @@ func (c *Client) createContender(dir, prefix string) (string, error) {
 	return "", zkErr(err)
 }
 
-// isRetryable reports errors that a reconnect may cure.
+// isRetryable reports errors that a reconnect may cure: go-zookeeper's
+// own, and the network error of a request written to a connection that
+// had just dropped.
 func isRetryable(err error) bool {
+	var opErr *net.OpError
 	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrSessionExpired) ||
-		errors.Is(err, zk.ErrNoServer) || errors.Is(err, zk.ErrSessionMoved)
+		errors.Is(err, zk.ErrNoServer) || errors.Is(err, zk.ErrSessionMoved) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.As(err, &opErr)
 }

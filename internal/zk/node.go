@@ -331,7 +331,8 @@ func (c *Client) ListNodeRecords(ctx context.Context) ([]*Node, error) {
 
 // UpdateNode writes n if the znode's version is still n.Version (otherwise
 // ErrConflict) and sets n.Version to the new one. The caller should hold the
-// node's lock.
+// node's lock. While ZooKeeper cannot be reached the write is retried (Owed
+// counts it) until it lands, ctx ends or the session ends (ErrSessionLost).
 func (c *Client) UpdateNode(ctx context.Context, n *Node) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -340,7 +341,7 @@ func (c *Client) UpdateNode(ctx context.Context, n *Node) error {
 	if err != nil {
 		return fmt.Errorf("encoding node %s: %w", n.ID, err)
 	}
-	st, err := c.conn.Set(c.abs(nodePath(n.ID)), data, n.Version)
+	st, err := c.setData(ctx, c.session(), c.abs(nodePath(n.ID)), data, n.Version)
 	if err != nil {
 		return fmt.Errorf("storing node %s: %w", n.ID, zkErr(err))
 	}
@@ -352,7 +353,8 @@ func (c *Client) UpdateNode(ctx context.Context, n *Node) error {
 // state "deleted" (so a reader that finds the lock gone before the znode
 // knows why), then deletes the znode with its lock directory. The caller
 // should hold the node's lock; the lock goes with the znode. A missing node
-// is not an error.
+// is not an error. Like UpdateNode, it is retried while ZooKeeper cannot be
+// reached.
 func (c *Client) DeleteNode(ctx context.Context, n *Node) error {
 	n.SetState(NodeDeleted)
 	data, err := n.MarshalJSON()
@@ -362,13 +364,14 @@ func (c *Client) DeleteNode(ctx context.Context, n *Node) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := c.conn.Set(c.abs(nodePath(n.ID)), data, -1); err != nil {
+	sid := c.session()
+	if _, err := c.setData(ctx, sid, c.abs(nodePath(n.ID)), data, -1); err != nil {
 		if errors.Is(err, zk.ErrNoNode) {
 			return nil
 		}
 		return fmt.Errorf("storing node %s: %w", n.ID, zkErr(err))
 	}
-	if err := c.deleteTree(ctx, nodePath(n.ID)); err != nil {
+	if err := c.owe(ctx, sid, func(bool) error { return c.deleteTree(ctx, nodePath(n.ID)) }); err != nil {
 		return fmt.Errorf("deleting node %s: %w", n.ID, err)
 	}
 	return nil

@@ -187,7 +187,9 @@ func (c *Client) GetRequest(ctx context.Context, id string) (*Request, error) {
 
 // UpdateRequest writes r if the znode's version is still r.Version
 // (otherwise ErrConflict) and sets r.Version to the new one. The caller
-// should hold the request's lock.
+// should hold the request's lock. While ZooKeeper cannot be reached the
+// write is retried (Owed counts it) until it lands, ctx ends or the session
+// ends (ErrSessionLost).
 func (c *Client) UpdateRequest(ctx context.Context, r *Request) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -196,7 +198,7 @@ func (c *Client) UpdateRequest(ctx context.Context, r *Request) error {
 	if err != nil {
 		return fmt.Errorf("encoding request %s: %w", r.ID, err)
 	}
-	st, err := c.conn.Set(c.abs(requestPath(r.ID)), data, r.Version)
+	st, err := c.setData(ctx, c.session(), c.abs(requestPath(r.ID)), data, r.Version)
 	if err != nil {
 		return fmt.Errorf("storing request %s: %w", r.ID, zkErr(err))
 	}
@@ -246,7 +248,12 @@ func (c *Client) Decline(ctx context.Context, r *Request, poolID string) (failed
 	if !r.DeclinedByID(poolID) {
 		r.DeclinedBy = append(r.DeclinedBy, poolID)
 	}
-	pools, err := c.ListComponents(ctx, KindPool)
+	var pools []*Component
+	err = c.owe(ctx, c.session(), func(bool) error {
+		var err error
+		pools, err = c.ListComponents(ctx, KindPool)
+		return err
+	})
 	if err != nil {
 		return false, fmt.Errorf("declining request %s: %w", r.ID, err)
 	}

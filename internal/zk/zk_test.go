@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -708,53 +706,15 @@ func TestWatchRequests(t *testing.T) {
 	waitFor("the request to go", func(rs []*zk.Request) bool { return len(rs) == 0 })
 }
 
-// cutter is a dialer whose connections the test can cut and refuse, to make
-// the server expire the client's session.
-type cutter struct {
-	mu      sync.Mutex
-	blocked bool
-	conns   []net.Conn
-}
-
-func (c *cutter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.blocked {
-		return nil, errors.New("cut by test")
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, addr)
-	if err == nil {
-		c.conns = append(c.conns, conn)
-	}
-	return conn, err
-}
-
-func (c *cutter) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.blocked = true
-	for _, conn := range c.conns {
-		conn.Close()
-	}
-	c.conns = nil
-}
-
-func (c *cutter) restore() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.blocked = false
-}
-
 func TestSessionExpiryReregisters(t *testing.T) {
 	servers := testenv.ZooKeeper(t)
 	ctx := deadline(t)
 	z := newZuul(t, servers)
-	var cut cutter
+	var cut testenv.Cutter
 	events := make(chan zk.SessionEvent, 16)
 	c := connect(t, servers, zk.Options{
 		SessionTimeout: 2 * time.Second,
-		Dialer:         cut.dial,
+		Dialer:         cut.Dial,
 		OnSessionEvent: func(e zk.SessionEvent) { events <- e },
 	})
 	_, firstSession := c.State()
@@ -780,7 +740,7 @@ func TestSessionExpiryReregisters(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("component %s exists = %v, %v", first, ok, err)
 	}
-	cut.cut()
+	cut.Cut()
 	select {
 	case ev := <-gone:
 		if ev.Type != gozk.EventNodeDeleted {
@@ -789,7 +749,7 @@ func TestSessionExpiryReregisters(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatalf("waiting for the session to expire: %v", ctx.Err())
 	}
-	cut.restore()
+	cut.Restore()
 
 	select {
 	case <-reregistered:

@@ -25,6 +25,7 @@ import (
 	"github.com/kubepool/kubepool/internal/gitsync"
 	"github.com/kubepool/kubepool/internal/gitsync/gittest"
 	"github.com/kubepool/kubepool/internal/kube"
+	"github.com/kubepool/kubepool/internal/nodepod"
 	"github.com/kubepool/kubepool/internal/podexec"
 	"github.com/kubepool/kubepool/internal/testenv"
 )
@@ -224,7 +225,7 @@ func nogitImage(t *testing.T, env *testenv.Env) string {
 }
 
 // TestGitSyncSidecar runs a pod whose main container's image has no git,
-// with a git sidecar (gitsync.AddSidecar): syncing into the main container
+// with a git sidecar (nodepod.AddGitSidecar): syncing into the main container
 // fails with ErrNoGit; syncing into the sidecar works, and the main
 // container sees the same working trees.
 func TestGitSyncSidecar(t *testing.T) {
@@ -248,7 +249,7 @@ func TestGitSyncSidecar(t *testing.T) {
 		AutomountServiceAccountToken:  ptr(false),
 		TerminationGracePeriodSeconds: ptr(int64(5)),
 	}
-	if err := gitsync.AddSidecar(&spec, gitsync.SidecarOptions{Image: env.MachineImage, MountPath: mount, Command: kube.MachineCommand}); err != nil {
+	if err := nodepod.AddGitSidecar(&spec, nodepod.GitSidecar{Image: env.MachineImage, MountPath: mount, Command: kube.MachineCommand}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "machine"}, Spec: spec}, metav1.CreateOptions{}); err != nil {
@@ -261,7 +262,7 @@ func TestGitSyncSidecar(t *testing.T) {
 	}
 	ex := newExecutor(t, env, false)
 	main := podexec.Target{Namespace: ns, Pod: "machine", Container: "main"}
-	sidecar := podexec.Target{Namespace: ns, Pod: "machine", Container: gitsync.SidecarContainer}
+	sidecar := podexec.Target{Namespace: ns, Pod: "machine", Container: nodepod.GitContainer}
 
 	src := t.TempDir()
 	paths := gittest.Workspace(t, src)

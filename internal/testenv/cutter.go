@@ -1,0 +1,64 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+)
+
+// Cutter is a dialer standing between a client and its server (pass Dial
+// as the client's dialer) whose connections a test can cut: Cut closes
+// every open connection and refuses new ones until Restore. Cutting for
+// less than the session timeout is a network outage the session survives;
+// for longer, the server expires the session.
+type Cutter struct {
+	mu      sync.Mutex
+	blocked bool
+	conns   []net.Conn
+	dials   int
+}
+
+// ErrCut is what Dial returns while the connection is cut.
+var ErrCut = errors.New("connection cut by the test")
+
+// Dial opens a TCP connection unless the cutter is cut.
+func (c *Cutter) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.blocked {
+		return nil, ErrCut
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err == nil {
+		c.conns = append(c.conns, conn)
+		c.dials++
+	}
+	return conn, err
+}
+
+// Cut closes every connection and refuses new ones.
+func (c *Cutter) Cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.blocked = true
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.conns = nil
+}
+
+// Restore lets new connections through again.
+func (c *Cutter) Restore() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.blocked = false
+}
+
+// Dials returns how many connections were opened.
+func (c *Cutter) Dials() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dials
+}
