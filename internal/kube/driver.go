@@ -119,8 +119,6 @@ type Resource struct {
 	// (openshiftpods): only the node's own objects are made in it, all
 	// named PodName, and its Role grants the node's token its pod alone.
 	InNamespace bool
-	// ImagePullSecrets name secrets in Namespace the pod pulls with.
-	ImagePullSecrets []string
 	// CopySecrets are image pull secrets copied into Namespace for the
 	// pod (named as they are, or PodName-<name> InNamespace).
 	CopySecrets []SecretRef
@@ -244,9 +242,6 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	// mount a token itself: the token is for the job.
 	spec.ServiceAccountName = sa
 	spec.AutomountServiceAccountToken = ptr(false)
-	for _, name := range r.ImagePullSecrets {
-		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
-	}
 	for _, s := range r.CopySecrets {
 		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: r.copiedName(s)})
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/kubepool/kubepool/internal/config"
 	"github.com/kubepool/kubepool/internal/zk"
 )
 
@@ -227,7 +228,7 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 	}
 	if n.ExternalID != "" {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		err := pw.driver.Delete(dctx, n.ExternalID, true)
+		err := pw.deleteNodeObjects(dctx, n, n.ExternalID, true)
 		cancel()
 		if err != nil {
 			l.metrics.KubeErrors.WithLabelValues("delete").Inc()
@@ -286,8 +287,15 @@ func (l *Launcher) topUp(ctx context.Context, nodes []*zk.Node) error {
 // a node created meanwhile is always matched to its node.
 func (l *Launcher) sweep(ctx context.Context) error {
 	var errs []error
-	for _, p := range l.cfg.Providers {
+	for i := range l.cfg.Providers {
+		p := &l.cfg.Providers[i]
 		d := l.drivers[p.Name]
+		if p.Driver == config.DriverOpenShiftPods {
+			if err := l.sweepProjects(ctx, p); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		owned, err := d.List(ctx, p.Name)
 		if err != nil {
 			l.metrics.KubeErrors.WithLabelValues("list").Inc()

@@ -176,6 +176,10 @@ func New(opts Options) (*Launcher, error) {
 		if d == nil {
 			return nil, fmt.Errorf("launcher: no Kubernetes driver for provider %q", p.Name)
 		}
+		d.Projects = p.Driver == config.DriverOpenShift
+		if d.Log == nil {
+			d.Log = l.log
+		}
 		for j := range p.Pools {
 			pool := &p.Pools[j]
 			l.pools = append(l.pools, &poolWorker{provider: p, pool: pool, driver: d, id: fmt.Sprintf("%s-%s-%s", l.id, p.Name, pool.Name)})
@@ -192,6 +196,9 @@ func (l *Launcher) ID() string { return l.id }
 // they were building are unlocked and the next launcher's cleanup deletes
 // them.
 func (l *Launcher) Run(ctx context.Context) error {
+	if err := l.checkAccess(ctx); err != nil {
+		return err
+	}
 	launcher, err := l.zk.Register(ctx, zk.Component{Kind: zk.KindLauncher, Hostname: l.hostname, State: zk.ComponentRunning, Version: Version, ID: l.id})
 	if err != nil {
 		return fmt.Errorf("registering launcher: %w", err)
