@@ -201,7 +201,8 @@ func (l *PoolLabel) validate(v *errorList, p, driver string) {
 			}
 		}
 		if l.Type != TypePod {
-			v.at(sp, "only pod labels pull images")
+			// Nodepool accepts it there too, and ignores it.
+			v.warn(sp, "ignored: only pod labels pull images")
 		}
 	}
 	if l.PythonPath == "" {
