@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -249,21 +250,12 @@ func (d *Driver) CheckPodNodeAccess(ctx context.Context, namespace string, copyS
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	for _, ns := range slicesSortedKeys(missing) {
+	for _, ns := range slices.Sorted(maps.Keys(missing)) {
 		m := missing[ns]
 		slices.Sort(m)
 		errs = append(errs, &AccessError{Namespace: ns, Missing: m})
 	}
 	return errors.Join(errs...)
-}
-
-func slicesSortedKeys(m map[string][]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // allowed asks whether the launcher may do a in namespace (to the object
