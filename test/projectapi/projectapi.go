@@ -249,12 +249,14 @@ func (s *Server) authenticate(r *http.Request) (user, bool) {
 
 // ServeHTTP serves discovery, projectrequests and projects.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	// Discovery is public (the aggregator's availability check reads it);
+	// the resources are for the users the aggregator vouches for.
 	u, ok := s.authenticate(r)
-	if !ok {
+	if !ok && strings.Contains(path, "/"+groupVersion+"/") {
 		writeStatus(w, apierrors.NewUnauthorized("not proxied by the aggregator"))
 		return
 	}
-	path := strings.TrimSuffix(r.URL.Path, "/")
 	gv := metav1.GroupVersionForDiscovery{GroupVersion: groupVersion, Version: version}
 	apiGroup := metav1.APIGroup{TypeMeta: metav1.TypeMeta{Kind: "APIGroup", APIVersion: "v1"}, Name: group, Versions: []metav1.GroupVersionForDiscovery{gv}, PreferredVersion: gv}
 	switch {
