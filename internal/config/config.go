@@ -292,6 +292,18 @@ type PoolLabel struct {
 	// declined with this reason, and Config.Warnings has it.
 	Unlaunchable string
 
+	// PodSecurity is the Pod Security Standard the node's namespace
+	// enforces (kubepool). After Parse it is set for namespace labels
+	// (baseline by default); for pod labels it stays empty unless the file
+	// sets it, meaning the lowest level that admits the label's own pod.
+	PodSecurity PodSecurityLevel
+	// Quota bounds what the node's namespace may use in total (kubepool);
+	// see Quota. After Parse it holds the defaults for the label's type.
+	Quota Quota
+	// Network is what the node's NetworkPolicy allows (kubepool);
+	// NetworkOpen after Parse unless set.
+	Network NetworkMode
+
 	// GitSidecar, if set, adds a git sidecar container to pods of this
 	// label and an emptyDir at its path in every container, so that repos
 	// pushed once into the sidecar (kubepool sync) are seen by all of them,

@@ -77,6 +77,8 @@ func TestLoadNodepoolConfig(t *testing.T) {
 	}
 
 	fedora := PoolLabel{
+		Quota:           DefaultPodQuota,
+		Network:         NetworkOpen,
 		Name:            "pod-fedora",
 		Type:            TypePod,
 		Image:           "docker.io/fedora:28",
@@ -134,7 +136,15 @@ func TestLoadNodepoolConfig(t *testing.T) {
 				MemoryLimit: resource.MustParse("4Gi"),
 			},
 			Labels: []PoolLabel{
-				{Name: "kubernetes-namespace", Type: TypeNamespace, PythonPath: "auto"},
+				{
+					Name: "kubernetes-namespace", Type: TypeNamespace, PythonPath: "auto",
+					PodSecurity: PodSecurityBaseline, Quota: DefaultNamespaceQuota, Network: NetworkOpen,
+					// The LimitRange's defaults: the pool's default-label-*,
+					// limits from requests as in Nodepool, except memory.
+					CPU: resource.MustParse("1"), CPULimit: resource.MustParse("1"),
+					Memory: resource.MustParse("1Gi"), MemoryLimit: resource.MustParse("4Gi"),
+					Storage: resource.MustParse("2G"), StorageLimit: resource.MustParse("2G"),
+				},
 				fedora,
 				big,
 			},
@@ -147,6 +157,8 @@ func TestLoadNodepoolConfig(t *testing.T) {
 			Labels: []PoolLabel{{
 				Name:        "pod-custom",
 				Type:        TypePod,
+				Quota:       DefaultPodQuota,
+				Network:     NetworkOpen,
 				PythonPath:  "auto",
 				Annotations: map[string]string{"example.org/purpose": "custom"},
 				Spec: &corev1.PodSpec{Containers: []corev1.Container{{
@@ -289,9 +301,29 @@ func TestParseValues(t *testing.T) {
 		yaml: "    default-label-extra-resources: {a: 1, b: 2}\n    labels: [{name: l, type: pod, image: x, extra-resources: {b: 5}}]\n",
 		want: PoolLabel{ExtraResources: map[string]int64{"a": 1, "b": 5}},
 	}, {
-		name: "namespace labels take no pod defaults",
+		name: "namespace labels: pool defaults and kubepool's for the LimitRange, the default quota, baseline",
 		yaml: "    default-label-cpu: 1\n    labels: [{name: l, type: namespace}]\n",
-		want: PoolLabel{Type: TypeNamespace, ImagePullPolicy: ""},
+		want: PoolLabel{
+			Type: TypeNamespace, PodSecurity: PodSecurityBaseline, Quota: DefaultNamespaceQuota,
+			CPU: resource.MustParse("1"), CPULimit: resource.MustParse("1"),
+			Memory: DefaultContainerMemory, MemoryLimit: DefaultContainerMemoryLimit,
+			Storage: DefaultContainerStorage, StorageLimit: DefaultContainerStorageLimit,
+		},
+	}, {
+		name: "namespace label with its own quota, pod security and network",
+		yaml: "    labels: [{name: l, type: namespace, pod-security: restricted, network: isolated, memory-limit: 2Gi,\n" +
+			"      quota: {pods: 3, cpu: 2, memory: 4096, ephemeral-storage: 0, services: 0, persistentvolumeclaims: 1}}]\n",
+		want: PoolLabel{
+			Type: TypeNamespace, PodSecurity: PodSecurityRestricted, Network: NetworkIsolated,
+			Quota: Quota{Pods: 3, CPU: resource.MustParse("2"), Memory: resource.MustParse("4Gi"), PersistentVolumeClaims: 1},
+			CPU:   DefaultContainerCPU, CPULimit: DefaultContainerCPULimit,
+			Memory: DefaultContainerMemory, MemoryLimit: resource.MustParse("2Gi"),
+			Storage: DefaultContainerStorage, StorageLimit: DefaultContainerStorageLimit,
+		},
+	}, {
+		name: "pod label: privileged asked for, one pod",
+		yaml: "    labels: [{name: l, type: pod, image: x, pod-security: privileged}]\n",
+		want: PoolLabel{PodSecurity: PodSecurityPrivileged, Quota: DefaultPodQuota},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -304,6 +336,10 @@ func TestParseValues(t *testing.T) {
 			want.Name, want.PythonPath = "l", "auto"
 			if want.Type == "" {
 				want.Type, want.Image, want.ImagePullPolicy = TypePod, "x", corev1.PullIfNotPresent
+				want.Quota = DefaultPodQuota
+			}
+			if want.Network == "" {
+				want.Network = NetworkOpen
 			}
 			if diff := cmp.Diff(want, got, quantityEqual); diff != "" {
 				t.Errorf("Parse(%q) label mismatch (-want +got):\n%s", tt.yaml, diff)
@@ -330,9 +366,14 @@ func TestResources(t *testing.T) {
 		label: PoolLabel{Type: TypePod, CPU: resource.MustParse("250m"), Memory: resource.MustParse("1G")},
 		want:  map[string]float64{"cores": 0.25, "ram": 954, "instances": 1},
 	}, {
-		name:  "namespace",
+		name:  "namespace without quota",
 		label: PoolLabel{Type: TypeNamespace},
 		want:  map[string]float64{"cores": 0, "ram": 0, "instances": 1},
+	}, {
+		name: "namespace counts what its quota lets it use",
+		label: PoolLabel{Type: TypeNamespace, CPU: resource.MustParse("1"), ExtraResources: map[string]int64{"licenses": 1},
+			Quota: Quota{Pods: 5, CPU: resource.MustParse("2500m"), Memory: resource.MustParse("3Gi"), EphemeralStorage: resource.MustParse("10Gi")}},
+		want: map[string]float64{"cores": 2.5, "ram": 3072, "instances": 1, "ephemeral-storage": 10738, "licenses": 1},
 	}, {
 		name:  "spec counts an instance only, as in Nodepool",
 		label: PoolLabel{Type: TypePod, Spec: &corev1.PodSpec{}, CPU: resource.MustParse("4")},

@@ -88,6 +88,7 @@ func (l *PoolLabel) applyDefaults(def *LabelDefaults, set, poolSet func(key stri
 	if !set("python-path") {
 		l.PythonPath = DefaultPythonPath
 	}
+	l.applySafetyDefaults(def, set, poolSet)
 	if l.Type != TypePod || l.Spec != nil {
 		return
 	}
@@ -119,4 +120,69 @@ func (l *PoolLabel) applyDefaults(def *LabelDefaults, set, poolSet func(key stri
 		maps.Copy(extra, l.ExtraResources)
 		l.ExtraResources = extra
 	}
+}
+
+// applySafetyDefaults fills in what a node's namespace enforces: the Pod
+// Security level (baseline for namespace labels), the network mode, the
+// quota, and, for namespace labels, the containers' defaults of the
+// LimitRange from cpu, memory, storage and their limits, read as for a pod
+// label's container (the label's key, the pool's default-label-* key), then
+// kubepool's defaults.
+func (l *PoolLabel) applySafetyDefaults(def *LabelDefaults, set, poolSet func(key string) bool) {
+	if l.Network == "" {
+		l.Network = NetworkOpen
+	}
+	dq := DefaultPodQuota
+	if l.Type == TypeNamespace {
+		dq = DefaultNamespaceQuota
+		if l.PodSecurity == "" {
+			l.PodSecurity = PodSecurityBaseline
+		}
+	}
+	q := &l.Quota
+	count := func(v *int64, key string, d int64) {
+		if !set("quota." + key) {
+			*v = d
+		}
+	}
+	count(&q.Pods, "pods", dq.Pods)
+	count(&q.Services, "services", dq.Services)
+	count(&q.PersistentVolumeClaims, "persistentvolumeclaims", dq.PersistentVolumeClaims)
+	amount := func(v *resource.Quantity, key string, d resource.Quantity) {
+		if !set("quota." + key) {
+			*v = d.DeepCopy()
+		}
+	}
+	amount(&q.CPU, "cpu", dq.CPU)
+	amount(&q.Memory, "memory", dq.Memory)
+	amount(&q.EphemeralStorage, "ephemeral-storage", dq.EphemeralStorage)
+	if l.Type != TypeNamespace {
+		return
+	}
+	request := func(q *resource.Quantity, key string, poolDefault, kubepoolDefault resource.Quantity) {
+		switch {
+		case set(key):
+		case poolSet(key):
+			*q = poolDefault
+		default:
+			*q = kubepoolDefault
+		}
+	}
+	limit := func(q *resource.Quantity, key string, poolDefault, req resource.Quantity, reqKey string, kubepoolDefault resource.Quantity) {
+		switch {
+		case set(key):
+		case poolSet(key):
+			*q = poolDefault
+		case set(reqKey) || poolSet(reqKey):
+			*q = req // as Nodepool: limits default to requests
+		default:
+			*q = kubepoolDefault
+		}
+	}
+	request(&l.CPU, "cpu", def.CPU, DefaultContainerCPU)
+	request(&l.Memory, "memory", def.Memory, DefaultContainerMemory)
+	request(&l.Storage, "storage", def.Storage, DefaultContainerStorage)
+	limit(&l.CPULimit, "cpu-limit", def.CPULimit, l.CPU, "cpu", DefaultContainerCPULimit)
+	limit(&l.MemoryLimit, "memory-limit", def.MemoryLimit, l.Memory, "memory", DefaultContainerMemoryLimit)
+	limit(&l.StorageLimit, "storage-limit", def.StorageLimit, l.Storage, "storage", DefaultContainerStorageLimit)
 }

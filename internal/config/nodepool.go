@@ -271,9 +271,10 @@ func (d *decoder) pool(n *yaml.Node, path, driver string) Pool {
 
 // specCompatible are the label keys that may accompany spec: Nodepool builds
 // nothing of its own around a user's pod spec except metadata.
-// image-pull-secrets (kubepool) adds to the spec's imagePullSecrets, so that
-// secrets copied from another namespace can serve a spec too.
-var specCompatible = map[string]bool{"name": true, "type": true, "spec": true, "labels": true, "dynamic-labels": true, "annotations": true, "git-sidecar": true, "image-pull-secrets": true}
+// image-pull-secrets adds to the spec's imagePullSecrets, so that secrets
+// copied from another namespace (kubepool) can serve a spec too.
+var specCompatible = map[string]bool{"name": true, "type": true, "spec": true, "labels": true, "dynamic-labels": true, "annotations": true, "git-sidecar": true,
+	"pod-security": true, "quota": true, "network": true, "image-pull-secrets": true}
 
 func (d *decoder) poolLabel(n *yaml.Node, path, driver string) PoolLabel {
 	var l PoolLabel
@@ -346,6 +347,20 @@ func (d *decoder) poolLabel(n *yaml.Node, path, driver string) PoolLabel {
 		},
 		// kubepool
 		"role": func(v *yaml.Node, p string) { l.Role = d.str(v, p) },
+		// kubepool: what a node's namespace enforces
+		"pod-security": func(v *yaml.Node, p string) { l.PodSecurity = PodSecurityLevel(d.str(v, p)) },
+		"network":      func(v *yaml.Node, p string) { l.Network = NetworkMode(d.str(v, p)) },
+		"quota": func(v *yaml.Node, p string) {
+			q := &l.Quota
+			d.object(v, p, keys{
+				"pods":                   func(v *yaml.Node, p string) { q.Pods = d.limit(v, p) },
+				"services":               func(v *yaml.Node, p string) { q.Services = d.limit(v, p) },
+				"persistentvolumeclaims": func(v *yaml.Node, p string) { q.PersistentVolumeClaims = d.limit(v, p) },
+				"cpu":                    func(v *yaml.Node, p string) { q.CPU = d.quantity(v, p, cores) },
+				"memory":                 func(v *yaml.Node, p string) { q.Memory = d.quantity(v, p, mebibytes) },
+				"ephemeral-storage":      func(v *yaml.Node, p string) { q.EphemeralStorage = d.quantity(v, p, megabytes) },
+			})
+		},
 		"spec": func(v *yaml.Node, p string) {
 			if r := resolve(v); r == nil || r.Kind != yaml.MappingNode {
 				d.mapping(v, p) // report the type

@@ -18,13 +18,19 @@ type Resources struct {
 	Extra map[string]float64
 }
 
-// Resources returns what a node of this label counts against quota, computed
-// as Nodepool's kubernetes driver does: cpu as cores, memory as ram (MiB),
-// storage as ephemeral-storage (MB), the gpu under its resource name, plus
-// extra-resources; one instance. Namespace labels and labels with a spec
-// count one instance and their extra-resources only, as in Nodepool.
+// Resources returns what a node of this label counts against quota. A pod
+// label's is computed as Nodepool's kubernetes driver does: cpu as cores,
+// memory as ram (MiB), storage as ephemeral-storage (MB), the gpu under its
+// resource name, plus extra-resources; one instance. A namespace label's is
+// what its namespace may use, its Quota (see Quota.Resources), plus
+// extra-resources: Nodepool counted one instance only, though a job may
+// fill the namespace with pods. Labels with a spec count one instance and
+// their extra-resources only, as in Nodepool.
 func (l *PoolLabel) Resources() Resources {
 	r := Resources{Instances: 1}
+	if l.Type == TypeNamespace {
+		r = l.Quota.Resources()
+	}
 	add := func(k string, v float64) {
 		if r.Extra == nil {
 			r.Extra = map[string]float64{}

@@ -208,6 +208,7 @@ func (l *PoolLabel) validate(v *errorList, p, driver string) {
 	if l.PythonPath == "" {
 		v.at(p+".python-path", "must not be empty")
 	}
+	l.validateSafety(v, p)
 	validateMetadata(v, p+".labels", l.Labels, true)
 	validateMetadata(v, p+".dynamic-labels", l.DynamicLabels, false)
 	validateMetadata(v, p+".annotations", l.Annotations, false)
@@ -348,4 +349,32 @@ func checkFormat(f string) error {
 		}
 	}
 	return nil
+}
+
+// validateSafety checks the keys of what a node's namespace enforces.
+func (l *PoolLabel) validateSafety(v *errorList, p string) {
+	if l.PodSecurity != "" && !slices.Contains(podSecurityLevels, l.PodSecurity) {
+		v.at(p+".pod-security", "%q is not a Pod Security level (want restricted, baseline or privileged)", l.PodSecurity)
+	}
+	if !slices.Contains(networkModes, l.Network) {
+		v.at(p+".network", "%q is not a network mode (want open or isolated)", l.Network)
+	}
+	if l.Type != TypeNamespace {
+		return
+	}
+	for _, r := range []struct {
+		key, quotaKey     string
+		req, limit, quota resource.Quantity
+	}{
+		{"cpu", "cpu", l.CPU, l.CPULimit, l.Quota.CPU},
+		{"memory", "memory", l.Memory, l.MemoryLimit, l.Quota.Memory},
+		{"storage", "ephemeral-storage", l.Storage, l.StorageLimit, l.Quota.EphemeralStorage},
+	} {
+		switch {
+		case r.limit.Cmp(r.req) < 0:
+			v.at(p+"."+r.key+"-limit", "limit %s is less than the request %s", r.limit.String(), r.req.String())
+		case !r.quota.IsZero() && r.quota.Cmp(r.limit) < 0:
+			v.at(p+".quota."+r.quotaKey, "%s is less than one container's default limit %s (%s-limit): no pod without resources would fit", r.quota.String(), r.limit.String(), r.key)
+		}
+	}
 }

@@ -62,6 +62,13 @@ type Driver struct {
 
 	projects       projectDiscovery
 	noProjectsOnce sync.Once
+
+	// WithoutPolicy leaves out what a node's namespace enforces (Pod
+	// Security labels, quota, limits, network policy): only for measuring
+	// what they cost. Never set it for nodes that run untrusted jobs.
+	WithoutPolicy bool
+
+	facts clusterFacts
 }
 
 // NewDriver returns a Driver for the cluster cfg points at.
@@ -112,8 +119,13 @@ type Resource struct {
 	Pod         corev1.PodSpec
 	PodLabels   map[string]string // extra labels for the pod (the label's "labels")
 	Annotations map[string]string
+	// Policy is what the namespace enforces.
+	Policy Policy
 	// Observe, if set, is told when the pod reaches each Milestone.
 	Observe func(Milestone)
+	// Waiting, if set, is told when the pod starts waiting for something
+	// that may pass (see WaitForPodReporting), and nil when it stops.
+	Waiting func(*PodError)
 
 	// InNamespace says Namespace exists already and is not the node's
 	// (openshiftpods): only the node's own objects are made in it, all
@@ -164,22 +176,89 @@ type Connection struct {
 }
 
 // Create makes r and waits until it is usable: for pods, until the pod is
-// Ready (see WaitForPod). Independent steps run side by side: the service
-// account, role and role binding once the namespace exists; for pods, the
-// token (bound to the pod's UID from its creation) while the pod starts. On
-// error, what was created is left for the caller to Delete (it carries
-// r.Owner's labels, so the leak sweep finds it too).
+// Ready (see WaitForPod). The namespace carries r.Policy's Pod Security
+// labels from its creation. Independent steps run side by side: the
+// service account, role, role binding, LimitRange and NetworkPolicy once
+// the namespace exists, with, for namespace nodes, the ResourceQuota (until
+// the quota controller has counted it: before that, the API server refuses
+// every pod); for pods, the token (bound to the pod's UID from its
+// creation) and the ResourceQuota while the pod starts. On error, what was
+// created is left for the caller to Delete (it carries r.Owner's labels, so
+// the leak sweep finds it too).
 func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: r.Namespace, Labels: r.Owner.Labels()}
 	}
+	sa := r.ServiceAccount()
+	spec := r.Pod
+	// In a namespace that is not the node's (openshiftpods), what the
+	// namespace enforces is its owner's to set, not kubepool's.
+	withPolicy := !d.WithoutPolicy && !r.InNamespace
+	policy := r.Policy
+	if !withPolicy {
+		policy = Policy{}
+	}
 	if !r.InNamespace {
-		if err := d.createNamespace(ctx, r.Namespace, r.Owner.Labels()); err != nil {
+		nsLabels := r.Owner.Labels()
+		if withPolicy {
+			version, err := d.PodSecurityVersion(ctx)
+			if err != nil {
+				return nil, err
+			}
+			level := r.Policy.PodSecurity
+			if r.Kind == KindPod {
+				if level == "" {
+					if level, err = PodSecurityFor(&spec, version); err != nil {
+						return nil, err
+					}
+				}
+			} else if level == "" {
+				level = PodSecurityBaseline
+			}
+			for k, v := range podSecurityLabels(level, version) {
+				nsLabels[k] = v
+			}
+		}
+		if err := d.createNamespace(ctx, r.Namespace, nsLabels); err != nil {
 			return nil, err
 		}
 	}
-	sa := r.ServiceAccount()
+	createQuota := func(ctx context.Context) error {
+		if len(policy.Quota) == 0 {
+			return nil
+		}
+		if _, err := d.Client.CoreV1().ResourceQuotas(r.Namespace).Create(ctx, quota(meta(PolicyName), policy.Quota), metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating resource quota %s/%s: %w", r.Namespace, PolicyName, err)
+		}
+		return nil
+	}
 	g, gctx := errgroup.WithContext(ctx)
+	if withPolicy {
+		g.Go(func() error {
+			np := d.networkPolicy(gctx, meta(PolicyName), policy.IsolateEgress)
+			if _, err := d.Client.NetworkingV1().NetworkPolicies(r.Namespace).Create(gctx, np, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("creating network policy %s/%s: %w", r.Namespace, PolicyName, err)
+			}
+			return nil
+		})
+	}
+	if len(policy.DefaultRequests)+len(policy.DefaultLimits) > 0 {
+		g.Go(func() error {
+			lr := limitRange(meta(PolicyName), policy.DefaultRequests, policy.DefaultLimits)
+			if _, err := d.Client.CoreV1().LimitRanges(r.Namespace).Create(gctx, lr, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("creating limit range %s/%s: %w", r.Namespace, PolicyName, err)
+			}
+			return nil
+		})
+	}
+	if r.Kind != KindPod && len(policy.Quota) > 0 {
+		g.Go(func() error {
+			if err := createQuota(gctx); err != nil {
+				return err
+			}
+			return d.waitQuotaReady(gctx, r.Namespace)
+		})
+	}
 	g.Go(func() error {
 		obj := &corev1.ServiceAccount{ObjectMeta: meta(sa), AutomountServiceAccountToken: ptr(false)}
 		if _, err := d.Client.CoreV1().ServiceAccounts(r.Namespace).Create(gctx, obj, metav1.CreateOptions{}); err != nil {
@@ -192,11 +271,7 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 		roleRef = rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"}
 	} else {
 		g.Go(func() error {
-			rules := RoleRules(r.Kind)
-			if r.InNamespace {
-				rules = PodRoleRules(r.PodName)
-			}
-			role := &rbacv1.Role{ObjectMeta: meta(sa), Rules: rules}
+			role := &rbacv1.Role{ObjectMeta: meta(sa), Rules: RoleRules(r.Kind, r.PodName)}
 			if _, err := d.Client.RbacV1().Roles(r.Namespace).Create(gctx, role, metav1.CreateOptions{}); err != nil {
 				return fmt.Errorf("creating role %s/%s: %w", r.Namespace, role.Name, err)
 			}
@@ -235,13 +310,15 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 		}
 	}
 	pm.Annotations = r.Annotations
-	spec := r.Pod
 	spec.RestartPolicy = corev1.RestartPolicyNever
 	// The pod runs as the node's service account, so that the node's token
 	// can be bound to the pod (deleting the pod revokes it), but does not
-	// mount a token itself: the token is for the job.
+	// mount a token itself (unless its spec asks): the token is for the
+	// job.
 	spec.ServiceAccountName = sa
-	spec.AutomountServiceAccountToken = ptr(false)
+	if spec.AutomountServiceAccountToken == nil {
+		spec.AutomountServiceAccountToken = ptr(false)
+	}
 	for _, s := range r.CopySecrets {
 		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: r.copiedName(s)})
 	}
@@ -252,8 +329,11 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	conn.Pod = created.Name
 	g, gctx = errgroup.WithContext(ctx)
 	g.Go(func() error { return d.requestToken(gctx, conn, created.UID) })
+	// After the pod: the quota counts it, and need not be counted before
+	// the pod may be created.
+	g.Go(func() error { return createQuota(gctx) })
 	g.Go(func() error {
-		p, err := WaitForPodObserved(gctx, d.Client, r.Namespace, r.PodName, r.Observe)
+		p, err := WaitForPodReporting(gctx, d.Client, r.Namespace, r.PodName, r.Observe, r.Waiting)
 		if err != nil {
 			return err
 		}
@@ -331,36 +411,45 @@ func (d *Driver) copySecret(ctx context.Context, s SecretRef, meta metav1.Object
 	return nil
 }
 
-// PodRoleRules are the permissions of a node's token in an existing
-// namespace shared with other nodes (openshiftpods): its own pod, by name,
-// and nothing else; it cannot even list the pods beside it.
-func PodRoleRules(pod string) []rbacv1.PolicyRule {
-	names := []string{pod}
-	return []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"pods"}, ResourceNames: names, Verbs: []string{"get"}},
-		{APIGroups: []string{""}, Resources: []string{"pods/exec"}, ResourceNames: names, Verbs: []string{"create", "get"}},
-		{APIGroups: []string{""}, Resources: []string{"pods/log"}, ResourceNames: names, Verbs: []string{"get"}},
-		{APIGroups: []string{""}, Resources: []string{"pods/portforward"}, ResourceNames: names, Verbs: []string{"create", "get"}},
-	}
-}
-
-// RoleRules are the permissions a node's token carries, in its namespace only.
-func RoleRules(k Kind) []rbacv1.PolicyRule {
+// RoleRules are the permissions a node's token carries, in its namespace
+// only; pod names the pod of a pod node. README.md ("Safe nodes") says why
+// each rule is there.
+//
+// A pod node's token reaches its own pod and nothing else: get it (and
+// watch it by name), exec into it, read its log, port-forward to it (Zuul's
+// log streaming).
+//
+// A namespace node's token manages the workloads of a container-native
+// job, and nothing that reaches beyond its namespace or loosens what the
+// namespace enforces: no Roles or RoleBindings (so no binding of cluster
+// roles), no writes to the ResourceQuota, LimitRange or NetworkPolicy
+// (read, so a job can see its bounds), no Endpoints or EndpointSlices
+// written by hand (they could point a Service at any address, even outside
+// the cluster: CVE-2021-25740), no service-account tokens minted, nothing
+// cluster-scoped.
+func RoleRules(k Kind, pod string) []rbacv1.PolicyRule {
 	if k == KindPod {
+		own := []string{pod}
 		return []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"create", "get"}},
-			{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{""}, Resources: []string{"pods/portforward"}, Verbs: []string{"create", "get"}},
+			{APIGroups: []string{""}, Resources: []string{"pods"}, ResourceNames: own, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/exec"}, ResourceNames: own, Verbs: []string{"create", "get"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/log"}, ResourceNames: own, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/portforward"}, ResourceNames: own, Verbs: []string{"create", "get"}},
 		}
 	}
 	manage := []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+	read := []string{"get", "list", "watch"}
 	return []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"pods", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts"}, Verbs: manage},
+		{APIGroups: []string{""}, Resources: []string{"pods", "services", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts"}, Verbs: manage},
 		{APIGroups: []string{""}, Resources: []string{"pods/exec", "pods/portforward", "pods/attach"}, Verbs: []string{"create", "get"}},
-		{APIGroups: []string{""}, Resources: []string{"pods/log", "events"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/ephemeralcontainers"}, Verbs: []string{"get", "update", "patch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/log", "events", "endpoints", "resourcequotas", "limitranges"}, Verbs: read},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: read},
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "replicasets", "statefulsets", "daemonsets"}, Verbs: manage},
 		{APIGroups: []string{"batch"}, Resources: []string{"jobs", "cronjobs"}, Verbs: manage},
+		{APIGroups: []string{"policy"}, Resources: []string{"poddisruptionbudgets"}, Verbs: manage},
+		{APIGroups: []string{"autoscaling"}, Resources: []string{"horizontalpodautoscalers"}, Verbs: manage},
 	}
 }
 

@@ -185,7 +185,7 @@ func (a access) String() string {
 var podNodeAccess = []access{
 	{"create", "", "pods", ""}, {"get", "", "pods", ""}, {"list", "", "pods", ""}, {"watch", "", "pods", ""}, {"delete", "", "pods", ""},
 	{"create", "", "pods", "exec"}, {"get", "", "pods", "exec"},
-	{"get", "", "pods", "log"},
+	{"get", "", "pods", "log"}, {"list", "", "pods", "log"}, {"watch", "", "pods", "log"},
 	{"create", "", "pods", "portforward"}, {"get", "", "pods", "portforward"},
 	{"create", "", "serviceaccounts", ""}, {"list", "", "serviceaccounts", ""}, {"delete", "", "serviceaccounts", ""},
 	{"create", "", "serviceaccounts", "token"},

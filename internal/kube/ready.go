@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,11 +45,9 @@ func (e *PodError) Error() string {
 func (e *PodError) Is(target error) bool { return target == ErrPodFailed }
 
 // fatalWaitingReasons are container waiting reasons that do not resolve by
-// themselves within the time a CI job is prepared to wait. Kubernetes keeps
-// retrying them with back-off; a launcher should not.
+// themselves: the spec or the image is wrong. Kubernetes keeps retrying them
+// with back-off; a launcher should not.
 var fatalWaitingReasons = map[string]bool{
-	"ErrImagePull":               true,
-	"ImagePullBackOff":           true,
 	"InvalidImageName":           true,
 	"ErrImageNeverPull":          true,
 	"CreateContainerConfigError": true,
@@ -57,7 +56,52 @@ var fatalWaitingReasons = map[string]bool{
 	"CrashLoopBackOff":           true,
 }
 
+// pullReasons are the waiting reasons of an image pull that failed. Whether
+// waiting helps depends on why: see pullPermanent.
+var pullReasons = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true}
+
+// permanentPullErrors are what registries and containerd say when an image
+// does not exist or may not be pulled: retrying will not change that. Other
+// pull errors (a registry that is down, slow or rate-limiting) may pass.
+var permanentPullErrors = []string{
+	"not found", "notfound", "manifest unknown", "name unknown", "repository does not exist",
+	"unauthorized", "denied", "invalid reference", "no match for platform",
+}
+
+// pullPermanent reports whether an image pull error message says the image
+// cannot be pulled however long one waits.
+func pullPermanent(msg string) bool {
+	msg = strings.ToLower(msg)
+	for _, s := range permanentPullErrors {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// podWaiting returns what p is waiting for that may pass by itself (room
+// on a node, an image pull that failed for a reason that may not last), or
+// nil. Waiting for it is bounded by the caller's context (the boot timeout).
+func podWaiting(p *corev1.Pod) *PodError {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return &PodError{Namespace: p.Namespace, Pod: p.Name, Reason: c.Reason, Message: c.Message}
+		}
+	}
+	statuses := append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
+	for _, cs := range statuses {
+		if w := cs.State.Waiting; w != nil && pullReasons[w.Reason] {
+			return &PodError{Namespace: p.Namespace, Pod: p.Name, Container: cs.Name, Reason: w.Reason, Message: w.Message}
+		}
+	}
+	return nil
+}
+
 // podProblem returns why p will never become ready, or nil if it still may.
+// An unschedulable pod may yet fit (pods finish, an autoscaler adds a
+// node), and a pull error other than a missing or forbidden image may
+// pass: those are podWaiting's, not problems.
 func podProblem(p *corev1.Pod) *PodError {
 	perr := func(container, reason, msg string) *PodError {
 		return &PodError{Namespace: p.Namespace, Pod: p.Name, Container: container, Reason: reason, Message: msg}
@@ -70,14 +114,9 @@ func podProblem(p *corev1.Pod) *PodError {
 		}
 		return perr("", reason, p.Status.Message)
 	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-			return perr("", c.Reason, c.Message)
-		}
-	}
 	statuses := append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
 	for _, cs := range statuses {
-		if w := cs.State.Waiting; w != nil && fatalWaitingReasons[w.Reason] {
+		if w := cs.State.Waiting; w != nil && (fatalWaitingReasons[w.Reason] || pullReasons[w.Reason] && pullPermanent(w.Message)) {
 			return perr(cs.Name, w.Reason, w.Message)
 		}
 		// A machine-like pod's containers never exit; an exit means the
@@ -135,6 +174,15 @@ func WaitForPod(ctx context.Context, client kubernetes.Interface, namespace, nam
 // WaitForPodObserved is WaitForPod, calling observe once for each milestone
 // the first time the watch shows it (observe may be nil).
 func WaitForPodObserved(ctx context.Context, client kubernetes.Interface, namespace, name string, observe func(Milestone)) (*corev1.Pod, error) {
+	return WaitForPodReporting(ctx, client, namespace, name, observe, nil)
+}
+
+// WaitForPodReporting is WaitForPodObserved that also calls waiting (if
+// set) whenever the pod starts waiting for something that may pass (it is
+// unschedulable, an image pull failed for a reason that may not last) and
+// with nil when it stops. If ctx ends while the pod waits so, the error
+// says for what.
+func WaitForPodReporting(ctx context.Context, client kubernetes.Interface, namespace, name string, observe func(Milestone), waiting func(*PodError)) (*corev1.Pod, error) {
 	seen := map[Milestone]bool{}
 	mark := func(m Milestone, reached bool) {
 		if reached && !seen[m] {
@@ -158,7 +206,15 @@ func WaitForPodObserved(ctx context.Context, client kubernetes.Interface, namesp
 	var (
 		ready *corev1.Pod
 		perr  *PodError
+		held  *PodError // what the pod waits for now, if anything
 	)
+	report := func(w *PodError) {
+		same := w == nil && held == nil || w != nil && held != nil && w.Reason == held.Reason && w.Message == held.Message
+		held = w
+		if !same && waiting != nil {
+			waiting(w)
+		}
+	}
 	precondition := func(store cache.Store) (bool, error) {
 		if _, exists, err := store.Get(&metav1.ObjectMeta{Namespace: namespace, Name: name}); err != nil || !exists {
 			return false, fmt.Errorf("pod %s/%s not found", namespace, name)
@@ -186,6 +242,7 @@ func WaitForPodObserved(ctx context.Context, client kubernetes.Interface, namesp
 			if perr = podProblem(p); perr != nil {
 				return true, nil
 			}
+			report(podWaiting(p))
 		}
 		return false, nil
 	})
@@ -194,6 +251,9 @@ func WaitForPodObserved(ctx context.Context, client kubernetes.Interface, namesp
 		return nil, perr
 	case err != nil:
 		if errors.Is(err, watchtools.ErrWatchClosed) || ctx.Err() != nil {
+			if held != nil {
+				return nil, fmt.Errorf("waiting for pod %s/%s to be ready: %w; still waiting: %s: %s", namespace, name, context.Cause(ctx), held.Reason, held.Message)
+			}
 			return nil, fmt.Errorf("waiting for pod %s/%s to be ready: %w", namespace, name, context.Cause(ctx))
 		}
 		return nil, fmt.Errorf("waiting for pod %s/%s to be ready: %w", namespace, name, err)

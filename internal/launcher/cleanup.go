@@ -20,6 +20,7 @@ func (l *Launcher) cleanupLoop(ctx context.Context) error {
 		// Every interval, a full pass: also the checks that cost a
 		// ZooKeeper read per node (abandoned in-use nodes) and the sweep.
 		full := time.Since(lastSweep) >= l.interval
+		session := l.zk.StateChanged()
 		if err := l.cleanup(ctx, full); err != nil && ctx.Err() == nil {
 			l.log.Warn("cleaning up nodes", "err", err)
 		}
@@ -33,6 +34,7 @@ func (l *Launcher) cleanupLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-nodes:
+		case <-session:
 		case <-tick.C:
 		}
 	}
@@ -66,6 +68,12 @@ func (l *Launcher) cleanup(ctx context.Context, full bool) error {
 			continue
 		}
 		why := l.doomed(n, live, now, false)
+		if why == "" && (n.State == zk.NodeBuilding || n.State == zk.NodeInit) && l.ownPool(n.Launcher) &&
+			now.Sub(zk.TimeOf(n.StateTime)) > abandonedAfter {
+			// Ours, and no goroutine of ours works on it (it is not
+			// busy): a launch abandoned when its session ended.
+			why = l.doomed(n, live, now, true)
+		}
 		if why == "" && full && n.State == zk.NodeInUse && !n.Detached() {
 			// The cache does not say who holds a lock: ask.
 			if h, err := l.zk.NodeLockHolder(ctx, n.ID); err == nil && h == nil {
@@ -75,7 +83,7 @@ func (l *Launcher) cleanup(ctx context.Context, full bool) error {
 		if n.State == zk.NodeReady && why == "" {
 			if n.AllocatedTo != "" {
 				l.deallocateIfLost(ctx, n)
-			} else if !tokenFresh(n, pw.driver.TokenExpiration) && l.claim(n.ID) {
+			} else if !tokenFresh(n, pw.provider.TokenExpiration) && l.claim(n.ID) {
 				l.goTracked(func() { l.refreshIdle(ctx, pw, n.ID) })
 			}
 		}
@@ -134,6 +142,9 @@ func (l *Launcher) doomed(n *zk.Node, live map[string]bool, now time.Time, unloc
 		if live != nil && !live[n.Launcher] { // nil: not listed, not known
 			return "orphaned by launcher " + n.Launcher
 		}
+		if unlocked && l.ownPool(n.Launcher) && now.Sub(zk.TimeOf(n.StateTime)) > abandonedAfter {
+			return "building, ours, and nobody works on it: abandoned when its session ended"
+		}
 	case zk.NodeReady:
 		lb := l.cfg.Label(firstType(n))
 		if n.AllocatedTo == "" && lb != nil && lb.MaxReadyAge > 0 && age > lb.MaxReadyAge {
@@ -148,6 +159,21 @@ func (l *Launcher) doomed(n *zk.Node, live map[string]bool, now time.Time, unloc
 		}
 	}
 	return ""
+}
+
+// abandonedAfter is how long a building node of this launcher's must have
+// been unlocked and idle before it counts as abandoned: a node is claimed
+// within moments of its creation, so this only guards that moment.
+const abandonedAfter = 5 * time.Second
+
+// ownPool reports whether id is one of this launcher's pool workers.
+func (l *Launcher) ownPool(id string) bool {
+	for _, pw := range l.pools {
+		if pw.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 func firstType(n *zk.Node) string {

@@ -3,6 +3,7 @@ package launcher
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"path"
 	"regexp"
@@ -22,7 +23,10 @@ import (
 func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk.Request) error {
 	label := pw.pool.Label(n.Type[0])
 	attempts := max(pw.provider.LaunchRetries, 1)
-	var last error
+	// first is what went wrong first: a later attempt's error is often a
+	// consequence (the replacement pod does not fit while the failed one
+	// is still stopping) and says less about what to fix.
+	var first, last error
 	for attempt := 1; attempt <= attempts; attempt++ {
 		// <pool>-<node id>, as Nodepool names it, plus a random suffix:
 		// every attempt gets a fresh name, and launchers with separate
@@ -36,7 +40,7 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 			return fmt.Errorf("recording namespace of node %s: %w", n.ID, err)
 		}
 		start := time.Now()
-		res, err := l.resource(pw, label, n, r, ns, start)
+		res, err := l.resource(ctx, pw, label, n, r, ns, start)
 		var conn *kube.Connection
 		if err == nil {
 			bctx, cancel := context.WithTimeout(ctx, pw.provider.BootTimeout)
@@ -45,6 +49,7 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 		}
 		if err == nil {
 			l.setConnection(n, pw, label, conn)
+			setDriverData(n, func(dd *driverData) { dd.Waiting = "" })
 			n.SetState(zk.NodeReady)
 			if err := l.zk.UpdateNode(ctx, n); err != nil {
 				return fmt.Errorf("storing ready node %s: %w", n.ID, err)
@@ -55,6 +60,9 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 			return nil
 		}
 		last = err
+		if first == nil {
+			first = err
+		}
 		l.metrics.KubeErrors.WithLabelValues("launch").Inc()
 		l.log.Warn("launch failed", "node", n.ID, "label", label.Name, "namespace", ns, "attempt", attempt, "of", attempts, "err", err)
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -71,12 +79,17 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 		}
 	}
 	l.metrics.Launches.WithLabelValues(label.Name, "failed").Inc()
-	n.DriverData = map[string]any{"error": last.Error()}
+	setDriverData(n, func(dd *driverData) {
+		dd.Waiting, dd.Error, dd.LastError = "", first.Error(), ""
+		if last != first {
+			dd.LastError = last.Error()
+		}
+	})
 	n.SetState(zk.NodeFailed)
 	if err := l.zk.UpdateNode(context.WithoutCancel(ctx), n); err != nil {
 		l.log.Warn("marking node failed", "node", n.ID, "err", err)
 	}
-	return fmt.Errorf("launching node %s (label %s): %w", n.ID, label.Name, last)
+	return fmt.Errorf("launching node %s (label %s): %w", n.ID, label.Name, first)
 }
 
 // refreshToken gives a warm node handed to a request a fresh token, so that
@@ -99,25 +112,49 @@ func (l *Launcher) refreshToken(ctx context.Context, pw *poolWorker, n *zk.Node)
 	return l.zk.UpdateNode(ctx, n)
 }
 
-// A node's token expiry is kept in its driver_data, so that a warm node
-// whose token is still nearly new is handed out as it is, and one whose
-// token has aged is given a fresh one first.
+// driverData is what kubepool keeps in a node's driver_data (Zuul does not
+// read it): the token's expiry, so that a warm node whose token is still
+// nearly new is handed out as it is and one whose token has aged is given
+// a fresh one first; what a launching pod waits for; why a launch failed.
+type driverData struct {
+	TokenExpires float64 `json:"token_expires,omitempty"` // seconds since the epoch
+	Waiting      string  `json:"waiting,omitempty"`       // "Reason: message", while the pod waits
+	Error        string  `json:"error,omitempty"`         // the first cause of a failed launch
+	LastError    string  `json:"last_error,omitempty"`    // the last attempt's, if different
+}
+
 const tokenExpiryKey = "token_expires"
 
-func setTokenExpiry(n *zk.Node, t time.Time) {
-	dd, _ := n.DriverData.(map[string]any)
-	if dd == nil {
-		dd = map[string]any{}
+// driverDataOf decodes n's driver_data; what is not kubepool's is ignored.
+func driverDataOf(n *zk.Node) driverData {
+	var dd driverData
+	switch v := n.DriverData.(type) {
+	case driverData:
+		return v
+	case nil:
+	default:
+		b, err := json.Marshal(v)
+		if err == nil {
+			_ = json.Unmarshal(b, &dd) // a foreign shape reads as empty
+		}
 	}
-	dd[tokenExpiryKey] = zk.Timestamp(t)
+	return dd
+}
+
+func setDriverData(n *zk.Node, f func(*driverData)) {
+	dd := driverDataOf(n)
+	f(&dd)
 	n.DriverData = dd
+}
+
+func setTokenExpiry(n *zk.Node, t time.Time) {
+	setDriverData(n, func(dd *driverData) { dd.TokenExpires = zk.Timestamp(t) })
 }
 
 // tokenFresh reports whether n's token has at least 90% of its configured
 // lifetime left (and so needs no refresh before it is handed out).
 func tokenFresh(n *zk.Node, lifetime time.Duration) bool {
-	dd, _ := n.DriverData.(map[string]any)
-	exp, _ := dd[tokenExpiryKey].(float64)
+	exp := driverDataOf(n).TokenExpires
 	if exp == 0 {
 		return false
 	}
@@ -125,12 +162,13 @@ func tokenFresh(n *zk.Node, lifetime time.Duration) bool {
 }
 
 // resource describes the Kubernetes objects of node n.
-func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node, r *zk.Request, ns string, start time.Time) (kube.Resource, error) {
+func (l *Launcher) resource(ctx context.Context, pw *poolWorker, label *config.PoolLabel, n *zk.Node, r *zk.Request, ns string, start time.Time) (kube.Resource, error) {
 	res := kube.Resource{
 		Kind:        kube.KindNamespace,
 		Owner:       kube.Owner{Provider: pw.provider.Name, Pool: pw.pool.Name, NodeID: n.ID, Label: label.Name, Launcher: l.id},
 		Namespace:   ns,
 		Annotations: label.Annotations,
+		Policy:      nodePolicy(label),
 		AdminRole:   label.Role == config.RoleAdmin,
 	}
 	if label.Type != config.TypePod {
@@ -161,6 +199,22 @@ func (l *Launcher) resource(pw *poolWorker, label *config.PoolLabel, n *zk.Node,
 		now := time.Now()
 		l.metrics.LaunchSeconds.WithLabelValues(label.Name, phases[m]).Observe(now.Sub(last).Seconds())
 		last = now
+	}
+	res.Waiting = func(w *kube.PodError) {
+		// The pod waits (up to the boot timeout) for something that may
+		// pass: say so in the node record, where operators and `kubepool
+		// nodes` look, and count it. We hold the node's lock, and launch
+		// does not touch n until Create returns.
+		why := ""
+		if w != nil {
+			why = w.Reason + ": " + w.Message
+			l.metrics.LaunchWaits.WithLabelValues(label.Name, w.Reason).Inc()
+			l.log.Info("launching pod waits", "node", n.ID, "label", label.Name, "namespace", ns, "reason", w.Reason, "message", w.Message)
+		}
+		setDriverData(n, func(dd *driverData) { dd.Waiting = why })
+		if err := l.zk.UpdateNode(context.WithoutCancel(ctx), n); err != nil {
+			l.log.Warn("recording why the pod waits", "node", n.ID, "err", err)
+		}
 	}
 	return res, nil
 }

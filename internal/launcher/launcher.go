@@ -33,12 +33,26 @@ import (
 // Version is written into the launcher's component registrations.
 var Version = "kubepool"
 
+// Driver is what the launcher needs of a provider's Kubernetes cluster;
+// internal/kube's *Driver is the real one.
+type Driver interface {
+	// Create makes a node's namespace (and pod) and waits until it is
+	// usable; on error, what was made is left for Delete.
+	Create(ctx context.Context, r kube.Resource) (*kube.Connection, error)
+	// Delete deletes a node's namespace; with wait, until it is gone.
+	Delete(ctx context.Context, namespace string, wait bool) error
+	// RefreshToken gives conn a fresh token.
+	RefreshToken(ctx context.Context, conn *kube.Connection) error
+	// List returns the namespaces made for provider's nodes.
+	List(ctx context.Context, provider string) ([]kube.Owned, error)
+}
+
 // Options configure a Launcher. Config, ZK and Drivers are required.
 type Options struct {
 	Config *config.Config
 	ZK     *zk.Client
 	// Drivers holds one Kubernetes driver per provider name.
-	Drivers map[string]*kube.Driver
+	Drivers map[string]Driver
 	Logger  *slog.Logger // nil logs nothing
 	Metrics *Metrics     // nil records nothing
 	// Hostname is registered with the components; default os.Hostname.
@@ -52,7 +66,7 @@ type Options struct {
 type Launcher struct {
 	cfg      *config.Config
 	zk       *zk.Client
-	drivers  map[string]*kube.Driver
+	drivers  map[string]Driver
 	log      *slog.Logger
 	metrics  *Metrics
 	hostname string
@@ -130,7 +144,10 @@ type poolWorker struct {
 	provider *config.Provider
 	pool     *config.Pool
 	id       string // the pool component's id: what goes in declined_by
-	driver   *kube.Driver
+	driver   Driver
+	// project is driver, for pools whose nodes live in an existing
+	// project (openshiftpods); nil otherwise.
+	project projectDriver
 
 	// pausedLock and pausedID are the request the pool is paused on
 	// (locked, pending, waiting for quota); only servePool touches them.
@@ -176,15 +193,19 @@ func New(opts Options) (*Launcher, error) {
 		if d == nil {
 			return nil, fmt.Errorf("launcher: no Kubernetes driver for provider %q", p.Name)
 		}
-		d.Projects = p.Driver == config.DriverOpenShift
-		if d.Log == nil {
-			d.Log = l.log
+		var pd projectDriver
+		if p.Driver == config.DriverOpenShiftPods {
+			var ok bool
+			if pd, ok = d.(projectDriver); !ok {
+				return nil, fmt.Errorf("launcher: the driver of openshiftpods provider %q cannot make pods in an existing project", p.Name)
+			}
 		}
 		for j := range p.Pools {
 			pool := &p.Pools[j]
-			l.pools = append(l.pools, &poolWorker{provider: p, pool: pool, driver: d, id: fmt.Sprintf("%s-%s-%s", l.id, p.Name, pool.Name)})
+			l.pools = append(l.pools, &poolWorker{provider: p, pool: pool, driver: d, project: pd, id: fmt.Sprintf("%s-%s-%s", l.id, p.Name, pool.Name)})
 		}
 	}
+	l.logPodSecurity()
 	return l, nil
 }
 

@@ -17,6 +17,7 @@ type Metrics struct {
 	ZKConnected     prometheus.Gauge
 	ZKSessionLosses prometheus.Counter
 	KubeErrors      *prometheus.CounterVec // by operation
+	LaunchWaits     *prometheus.CounterVec // by label, reason
 }
 
 // NewMetrics creates the launcher's metrics and registers them with reg
@@ -62,10 +63,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "kubepool", Name: "kubernetes_api_errors_total",
 			Help: "Kubernetes API calls that failed, by operation.",
 		}, []string{"operation"}),
+		LaunchWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kubepool", Name: "launch_waits_total",
+			Help: "Times a launching pod started waiting for something that may pass (Unschedulable, a failed image pull), by label and reason; the launch waits up to the boot timeout.",
+		}, []string{"label", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.Nodes, m.LaunchSeconds, m.Launches, m.FulfilSeconds,
-			m.LeakDeleted, m.ZKConnected, m.ZKSessionLosses, m.KubeErrors)
+			m.LeakDeleted, m.ZKConnected, m.ZKSessionLosses, m.KubeErrors, m.LaunchWaits)
 	}
 	return m
 }

@@ -20,10 +20,23 @@ import (
 //   - openshiftpods: pods in an existing project, the pool's name, each
 //     named <label>-<node id> with its own service account and Role.
 
+// projectDriver is what an openshiftpods pool needs of its driver besides
+// Driver: pod nodes in a namespace they do not own.
+type projectDriver interface {
+	// CheckPodNodeAccess says which permissions the launcher lacks to make
+	// pod nodes in namespace (and copy pull secrets there from from).
+	CheckPodNodeAccess(ctx context.Context, namespace string, copySecrets bool, from map[string][]string) error
+	// DeleteInNamespace deletes a pod node's objects, named name.
+	DeleteInNamespace(ctx context.Context, namespace, name string, wait bool) error
+	// SweepInNamespace deletes the provider's pod nodes in namespace that
+	// keep does not keep.
+	SweepInNamespace(ctx context.Context, provider, namespace string, keep func(kube.Owned) bool) ([]string, error)
+}
+
 // inProject reports whether the pool's nodes live in an existing project
 // (openshiftpods) rather than in namespaces of their own.
 func (pw *poolWorker) inProject() bool {
-	return pw.provider.Driver == config.DriverOpenShiftPods
+	return pw.provider.Driver == config.DriverOpenShiftPods // New sets pw.project for these
 }
 
 // projectPodName is the name of node id's pod, service account and Role in
@@ -36,7 +49,7 @@ func projectPodName(label, id string) string {
 // namespace ns: the whole namespace, or, in a project, its own objects.
 func (pw *poolWorker) deleteNodeObjects(ctx context.Context, n *zk.Node, ns string, wait bool) error {
 	if pw.inProject() {
-		return pw.driver.DeleteInNamespace(ctx, ns, projectPodName(firstType(n), n.ID), wait)
+		return pw.project.DeleteInNamespace(ctx, ns, projectPodName(firstType(n), n.ID), wait)
 	}
 	return pw.driver.Delete(ctx, ns, wait)
 }
@@ -58,7 +71,7 @@ func (l *Launcher) checkAccess(ctx context.Context) error {
 				}
 			}
 		}
-		if err := pw.driver.CheckPodNodeAccess(ctx, pw.pool.Name, len(from) > 0, from); err != nil {
+		if err := pw.project.CheckPodNodeAccess(ctx, pw.pool.Name, len(from) > 0, from); err != nil {
 			errs = append(errs, fmt.Errorf("provider %s pool %s: %w", pw.provider.Name, pw.pool.Name, err))
 		}
 	}
@@ -69,7 +82,10 @@ func (l *Launcher) checkAccess(ctx context.Context) error {
 // no longer exists, looking only inside the configured projects and only at
 // objects with kubepool's labels.
 func (l *Launcher) sweepProjects(ctx context.Context, p *config.Provider) error {
-	d := l.drivers[p.Name]
+	d, ok := l.drivers[p.Name].(projectDriver)
+	if !ok {
+		return nil // New refuses such a driver
+	}
 	var errs []error
 	for _, pool := range p.Pools {
 		// Nodes are listed after the project's objects (keep is first

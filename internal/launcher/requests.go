@@ -20,6 +20,9 @@ func (l *Launcher) servePool(ctx context.Context, pw *poolWorker) error {
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
+		// A reconnect is a reason to look again at once: what failed for
+		// want of a connection can be done now.
+		session := l.zk.StateChanged()
 		if err := l.handleRequests(ctx, pw); err != nil && ctx.Err() == nil {
 			l.log.Warn("handling requests", "provider", pw.provider.Name, "pool", pw.pool.Name, "err", err)
 		}
@@ -34,6 +37,7 @@ func (l *Launcher) servePool(ctx context.Context, pw *poolWorker) error {
 			return nil
 		case <-reqs:
 		case <-nodes:
+		case <-session:
 		case <-tick.C:
 		}
 	}
@@ -398,7 +402,7 @@ func (l *Launcher) fulfil(ctx context.Context, pw *poolWorker, reqLock *zk.Lock,
 	// node in its place, once: a failure that is not the label's fault
 	// (a node lost, a kubelet hiccup) does not cost the job, and one that
 	// is (a missing image) ends in a decline after two nodes, not a loop.
-	if ctx.Err() == nil {
+	if ctx.Err() == nil && !reqLock.Lost() {
 		var again []int
 		for i, s := range slots {
 			if errs[i] == nil || s.warm {
@@ -423,6 +427,18 @@ func (l *Launcher) fulfil(ctx context.Context, pw *poolWorker, reqLock *zk.Lock,
 			again = append(again, i)
 		}
 		l.prepareSlots(ctx, pw, r, slots, again, errs)
+	}
+	if reqLock.Lost() {
+		// The session ended while we worked: the request's lock and the
+		// nodes' locks went with it. Whatever we would write now could
+		// contradict another owner; the request is requested again by
+		// whoever finds it pending and unlocked, and our nodes, unlocked
+		// and building, are cleaned up.
+		l.log.Warn("abandoning request: its lock was lost with the ZooKeeper session", "request", r.ID)
+		for _, s := range slots {
+			l.release(s.node.ID)
+		}
+		return
 	}
 	ids := make([]string, len(slots))
 	for i, s := range slots {
@@ -466,7 +482,7 @@ func (l *Launcher) prepareSlots(ctx context.Context, pw *poolWorker, r *zk.Reque
 		s := slots[i]
 		wg.Go(func() {
 			if s.warm {
-				if !tokenFresh(s.node, pw.driver.TokenExpiration) {
+				if !tokenFresh(s.node, pw.provider.TokenExpiration) {
 					errs[i] = l.refreshToken(ctx, pw, s.node)
 				}
 			} else {

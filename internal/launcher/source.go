@@ -3,6 +3,7 @@ package launcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -84,7 +85,10 @@ func (l *Launcher) Labels(ctx context.Context) ([]map[string]any, error) {
 	return rows, nil
 }
 
-// Ready reports whether the launcher is serving: registered and connected.
+// Ready reports whether the launcher is serving: registered, connected,
+// and owing ZooKeeper no writes (a write or lock release that failed for
+// want of a connection is retried until it lands; until then requests or
+// nodes may be stuck behind it).
 func (l *Launcher) Ready(ctx context.Context) error {
 	l.mu.Lock()
 	ready := l.ready
@@ -92,7 +96,11 @@ func (l *Launcher) Ready(ctx context.Context) error {
 	if !ready {
 		return errors.New("launcher not registered yet")
 	}
-	if st, _ := l.zk.State(); st != zk.StateConnected {
+	st, _ := l.zk.State()
+	if n := l.zk.Owed(); n > 0 {
+		return fmt.Errorf("owing ZooKeeper %d writes (session %s)", n, st)
+	}
+	if st != zk.StateConnected {
 		return errors.New("ZooKeeper " + st.String())
 	}
 	return nil

@@ -1,7 +1,8 @@
 // Package nodepod shapes a node's pod: it turns a pod label of the
 // launcher's configuration into the pod's name, metadata and spec, the one
 // place where kubepool decides what a node's pod looks like (container,
-// resources, git sidecar, restart policy, service account, annotations).
+// resources, git sidecar, restart policy, service account, annotations, and
+// its safe defaults: see Harden).
 //
 // It creates nothing: internal/kube creates what For returns.
 package nodepod
@@ -84,10 +85,10 @@ func For(label *config.PoolLabel, dynamic map[string]string) (*Pod, error) {
 	// A node is a machine: a container that stops is not restarted (the
 	// launcher sees it and fails the launch). The pod runs as the node's
 	// service account, so that the node's token can be bound to the pod
-	// (deleting the pod revokes it), but mounts no token: it is the job's.
+	// (deleting the pod revokes it), but mounts no token unless its spec
+	// asks (see Harden): it is the job's.
 	p.Spec.RestartPolicy = corev1.RestartPolicyNever
 	p.Spec.ServiceAccountName = kube.ServiceAccountName
-	p.Spec.AutomountServiceAccountToken = ptr(false)
 	// Secrets named without a namespace are the node namespace's own
 	// (Nodepool's image-pull-secrets); internal/kube adds the ones it
 	// copies in, which it names.
@@ -110,6 +111,7 @@ func For(label *config.PoolLabel, dynamic map[string]string) (*Pod, error) {
 		}
 		p.GitContainer, p.GitPath = GitContainer, path.Clean(gs.Path)
 	}
+	Harden(&p.Spec)
 	return p, nil
 }
 

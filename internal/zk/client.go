@@ -354,6 +354,10 @@ func (c *Client) waitConnected(ctx context.Context) error {
 	}
 }
 
+// StateChanged returns a channel closed at the next change of the session
+// state (a reconnect, a disconnect, an expiry, Close).
+func (c *Client) StateChanged() <-chan struct{} { return c.stateChanged() }
+
 // stateChanged returns a channel closed at the next state change.
 func (c *Client) stateChanged() <-chan struct{} {
 	c.mu.Lock()

@@ -71,6 +71,11 @@ func (l *Lock) Held(ctx context.Context) (bool, error) {
 	return ok && st.EphemeralOwner == l.c.conn.SessionID(), nil
 }
 
+// Lost reports, without asking the server, whether the session the lock
+// was taken in has ended (and the lock with it): whoever holds a lost lock
+// must stop acting on what it locked.
+func (l *Lock) Lost() bool { return l.c.sessionEnded(l.sid) }
+
 // Release releases the lock. While ZooKeeper cannot be reached it keeps
 // trying (Owed counts it) until the release lands, ctx ends, or the session
 // that holds the lock ends, which releases it too. Releasing a lock that is

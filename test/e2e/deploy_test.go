@@ -354,6 +354,11 @@ func (dep *deployment) checkRBAC(t *testing.T, ctx context.Context, nodeNamespac
 		{Namespace: nodeNamespace, Verb: "create", Resource: "pods"},
 		{Namespace: nodeNamespace, Verb: "create", Group: rbac, Resource: "rolebindings"},
 		{Namespace: nodeNamespace, Verb: "bind", Group: rbac, Resource: "roles", Name: kube.ServiceAccountName},
+		{Namespace: nodeNamespace, Verb: "create", Resource: "resourcequotas"},
+		{Namespace: nodeNamespace, Verb: "watch", Resource: "resourcequotas", Name: kube.PolicyName},
+		{Namespace: nodeNamespace, Verb: "create", Resource: "limitranges"},
+		{Namespace: nodeNamespace, Verb: "create", Group: "networking.k8s.io", Resource: "networkpolicies"},
+		{Namespace: "default", Verb: "get", Group: "discovery.k8s.io", Resource: "endpointslices", Name: "kubernetes"},
 	} {
 		if !canI(t, sa, ra) {
 			t.Errorf("launcher can-i %s %s/%s %s in %q = no, want yes", ra.Verb, ra.Resource, ra.Subresource, ra.Name, ra.Namespace)
@@ -374,6 +379,11 @@ func (dep *deployment) checkRBAC(t *testing.T, ctx context.Context, nodeNamespac
 		{Namespace: nodeNamespace, Verb: "bind", Group: rbac, Resource: "clusterroles", Name: "admin"},
 		{Namespace: nodeNamespace, Verb: "create", Group: "apps", Resource: "deployments"},
 		{Namespace: nodeNamespace, Verb: "delete", Group: rbac, Resource: "roles"},
+		{Verb: "patch", Resource: "namespaces", Name: nodeNamespace},
+		{Namespace: nodeNamespace, Verb: "update", Resource: "resourcequotas", Name: kube.PolicyName},
+		{Namespace: nodeNamespace, Verb: "update", Resource: "resourcequotas", Subresource: "status", Name: kube.PolicyName},
+		{Namespace: nodeNamespace, Verb: "delete", Group: "networking.k8s.io", Resource: "networkpolicies", Name: kube.PolicyName},
+		{Namespace: "default", Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices"},
 	} {
 		if canI(t, sa, ra) {
 			t.Errorf("launcher can-i %s %s/%s %s (group %q) in %q = yes, want no", ra.Verb, ra.Resource, ra.Subresource, ra.Name, ra.Group, ra.Namespace)

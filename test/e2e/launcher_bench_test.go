@@ -14,7 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apimachinery/pkg/watch"
+	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
@@ -42,8 +44,12 @@ func reportLatency(b *testing.B, took []time.Duration) {
 //   - bare-pod: the baseline, the label's pod (benchPodSpec) created in an
 //     existing namespace until it is Ready (seen by watch), with nothing of
 //     kubepool's;
-//   - cold: every node launched (namespace, service account, role and
-//     binding, pod to Ready, bound token, ZooKeeper records);
+//   - cold-without-policy: cold as it was before safe nodes, without the
+//     namespace's Pod Security labels, quota and network policy
+//     (kube.Driver.WithoutPolicy): what they cost;
+//   - cold: every node launched (namespace with its Pod Security labels,
+//     service account, role and binding, network policy, pod to Ready,
+//     quota, bound token, ZooKeeper records);
 //   - warm: min-ready 2, a ready node handed out.
 //
 // Nodes are returned between samples, and each sample starts once the
@@ -75,11 +81,14 @@ func BenchmarkLauncherFulfil(b *testing.B) {
 		}
 	})
 	for _, bc := range []struct {
-		name     string
-		minReady int
-	}{{"cold", 0}, {"warm", 2}} {
+		name          string
+		minReady      int
+		withoutPolicy bool
+	}{{"cold-without-policy", 0, true}, {"cold", 0, false}, {"warm", 2, false}} {
 		b.Run(bc.name, func(b *testing.B) {
+			benchWithoutPolicy = bc.withoutPolicy
 			le := startLauncher(b, bc.minReady)
+			benchWithoutPolicy = false
 			ctx, cancel := context.WithTimeout(b.Context(), 20*time.Minute)
 			defer cancel()
 			for b.Loop() {
@@ -109,6 +118,11 @@ func BenchmarkLauncherFulfil(b *testing.B) {
 		})
 	}
 }
+
+// benchWithoutPolicy makes the next launcher's drivers leave out what a
+// node's namespace enforces (kube.Driver.WithoutPolicy), for the cost of
+// it in BenchmarkLauncherFulfil.
+var benchWithoutPolicy bool
 
 // waitPodGone waits, by watch, until pod namespace/name no longer exists.
 func waitPodGone(tb testing.TB, client kubernetes.Interface, namespace, name string) {
@@ -235,6 +249,13 @@ func inMemoryAPI() kubernetes.Interface {
 			Token: "in-memory", ExpirationTimestamp: metav1.NewTime(time.Now().Add(time.Hour)),
 		}}, nil
 	})
+	// What the quota controller does: count a new quota (nothing used).
+	c.PrependReactor("create", "resourcequotas", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		q := a.(k8stesting.CreateAction).GetObject().(*corev1.ResourceQuota)
+		q.Status.Hard = q.Spec.Hard.DeepCopy()
+		return false, nil, nil
+	})
+	c.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{Major: "1", Minor: "36", GitVersion: "v1.36.3"}
 	return c
 }
 

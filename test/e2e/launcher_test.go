@@ -142,7 +142,7 @@ func startLauncherDrivers(t testing.TB, makeConfig func(env *testenv.Env, server
 	if err != nil {
 		t.Fatalf("config.Parse = %v", err)
 	}
-	drivers := map[string]*kube.Driver{}
+	drivers := map[string]launcher.Driver{}
 	for _, p := range cfg.Providers {
 		rc, err := p.RESTConfig()
 		if err != nil {
@@ -156,6 +156,8 @@ func startLauncherDrivers(t testing.TB, makeConfig func(env *testenv.Env, server
 			d.Client = client()
 		}
 		d.TokenExpiration = p.TokenExpiration
+		d.Projects = p.Driver == config.DriverOpenShift
+		d.WithoutPolicy = benchWithoutPolicy
 		drivers[p.Name] = d
 	}
 	ctx, cancel := context.WithCancel(context.Background())
