@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
@@ -50,6 +51,7 @@ func (p *podOptions) executor() (*podexec.Executor, string, error) {
 
 func newGitRemoteCmd(o *rootOptions) *cobra.Command {
 	var po podOptions
+	var stall time.Duration
 	cmd := &cobra.Command{
 		Use:   "git-remote [exec] [-i] POD -- COMMAND [ARG...]",
 		Short: "Run a git service in a pod over exec: a transport for git's ext:: remotes",
@@ -63,7 +65,11 @@ mirror-workspace-git-repos:
     "ext::kubepool git-remote --context C -n NS exec -i POD -- %S /home/zuul/src/REPO"
 
 git expands %S to git-receive-pack (push) or git-upload-pack (fetch). The exit
-status is the command's; a broken stream is an error. For whole workspaces,
+status is the command's; a broken stream is an error, and so is a command that
+ended without reading all its input (its exit status then never arrives: it is
+given up a second after its output closed). --stall-timeout also gives up when
+nothing moves for that long while there is input to send (off by default: git
+may think silently for long on big repos). For whole workspaces,
 "kubepool sync" is faster and verifies what it pushed.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
@@ -87,10 +93,11 @@ status is the command's; a broken stream is an error. For whole workspaces,
 				return err
 			}
 			t := podexec.Target{Namespace: ns, Pod: pod, Container: po.Container}
-			return ex.Run(cmd.Context(), t, command, podexec.Options{Stdin: cmd.InOrStdin(), Stdout: o.Out, Stderr: o.Err})
+			return ex.Run(cmd.Context(), t, command, podexec.Options{Stdin: cmd.InOrStdin(), Stdout: o.Out, Stderr: o.Err, StallTimeout: stall})
 		},
 	}
 	po.AddFlags(cmd)
+	cmd.Flags().DurationVar(&stall, "stall-timeout", 0, "give up when, with input left to send, nothing moves for this long (0: never)")
 	var stdin bool
 	cmd.Flags().BoolVarP(&stdin, "stdin", "i", true, "attach stdin (always on; accepted for kubectl compatibility)")
 	return cmd

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -25,6 +26,8 @@ func newImagesCmd(o *rootOptions) *cobra.Command {
 		newImagesRenderCmd(o),
 		newImagesDiscoverCmd(o),
 		newImagesPromoteCmd(o),
+		newImagesDefaultsCmd(o),
+		newImagesPrepareCmd(o),
 	)
 	return cmd
 }
@@ -35,6 +38,8 @@ type imageSetOptions struct {
 	Set         []string
 	ParamsFile  string
 	PrepareFile string
+	EnvFiles    []string
+	Defaults    string
 	Include     []string
 	Exclude     []string
 	Services    []string
@@ -46,6 +51,8 @@ func (s *imageSetOptions) AddFlags(cmd *cobra.Command) {
 	f.StringArrayVar(&s.Set, "set", nil, "template parameter key=value (repeatable; wins over files)")
 	f.StringVar(&s.ParamsFile, "params", "", "YAML file of template parameters")
 	f.StringVar(&s.PrepareFile, "prepare-env", "", "Heat environment file with ContainerImagePrepare (set, includes, excludes, tag_from_label)")
+	f.StringArrayVarP(&s.EnvFiles, "environment-file", "e", nil, "Heat environment file (ContainerImagePrepare, NeutronMechanismDrivers, ...); repeatable, merged in order")
+	f.StringVar(&s.Defaults, "defaults", "", "TripleO defaults: a release (pike ... zed, master) or a container_image_prepare_defaults.yaml (default: the file beside the template, else the template's release)")
 	f.StringArrayVar(&s.Include, "include", nil, "keep only images whose name matches this regular expression (repeatable)")
 	f.StringArrayVar(&s.Exclude, "exclude", nil, "drop images whose name matches this regular expression (repeatable)")
 	f.StringSliceVar(&s.Services, "service", nil, "keep only images used by these services (NovaApi or OS::TripleO::Services::NovaApi)")
@@ -58,8 +65,22 @@ func (s *imageSetOptions) Validate() error {
 	return nil
 }
 
-// load renders and filters the image set.
-func (s *imageSetOptions) load() ([]imageset.Image, error) {
+// load renders and filters the image set; warnings go to slog's default
+// logger (see loadLogged).
+func (s *imageSetOptions) load() ([]imageset.Image, error) { return s.loadLogged(nil) }
+
+// loadLogged renders and filters the image set; warnings go to o's log.
+func (s *imageSetOptions) loadLogged(o *rootOptions) ([]imageset.Image, error) {
+	p, err := s.prepare(o)
+	if err != nil {
+		return nil, err
+	}
+	return p.Images, nil
+}
+
+// prepare does what TripleO's container image prepare does without a
+// registry; warnings go to the log.
+func (s *imageSetOptions) prepare(o *rootOptions) (*imageset.Prepared, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -71,11 +92,23 @@ func (s *imageSetOptions) load() ([]imageset.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	images, err := imageset.Source{Template: s.Template, ParamsFile: s.ParamsFile, PrepareFile: s.PrepareFile, Set: set}.Load()
+	p, err := imageset.Source{
+		Template: s.Template, Defaults: s.Defaults, ParamsFile: s.ParamsFile,
+		EnvFiles: s.EnvFiles, PrepareFile: s.PrepareFile, Set: set, Filter: filter,
+	}.Prepare()
 	if err != nil {
 		return nil, err
 	}
-	return filter.Apply(images), nil
+	log := slog.Default()
+	if o != nil {
+		if l, err := o.logger(); err == nil {
+			log = l
+		}
+	}
+	for _, w := range p.Warnings {
+		log.Warn(w)
+	}
+	return p, nil
 }
 
 // imagesRegistryOptions are the flags for registry access.
@@ -85,6 +118,8 @@ type imagesRegistryOptions struct {
 	Jobs     int
 	RPS      float64
 	Retries  int
+	Creds    string
+	AuthFile string
 }
 
 func (r *imagesRegistryOptions) AddFlags(cmd *cobra.Command) {
@@ -94,6 +129,8 @@ func (r *imagesRegistryOptions) AddFlags(cmd *cobra.Command) {
 	f.IntVar(&r.Jobs, "jobs", 8, "concurrent registry requests")
 	f.Float64Var(&r.RPS, "rps", 0, "requests per second per registry (0: no limit)")
 	f.IntVar(&r.Retries, "retries", 4, "retries of a request failing with 408, 429 or 5xx, with backoff")
+	f.StringVar(&r.Creds, "creds", "", "USER:PASSWORD for the registries (default: --authfile, $REGISTRY_AUTH_FILE, then docker's config.json and credential helpers)")
+	f.StringVar(&r.AuthFile, "authfile", "", "read registry credentials from this auth.json / config.json (as skopeo and podman write them)")
 }
 
 func (r *imagesRegistryOptions) Validate() error {
@@ -124,6 +161,7 @@ func (r *imagesRegistryOptions) client(o *rootOptions) (*imageset.Client, error)
 	return imageset.NewClient(imageset.RegistryOptions{
 		CAFile: r.CAFile, Insecure: r.Insecure, Jobs: r.Jobs,
 		RequestsPerSecond: r.RPS, Retries: retries, Logger: log,
+		Creds: r.Creds, AuthFile: r.AuthFile,
 	})
 }
 

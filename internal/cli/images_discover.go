@@ -20,6 +20,7 @@ func newImagesDiscoverCmd(o *rootOptions) *cobra.Command {
 		moving, pattern  string
 		tagFromLabel     string
 		imagesFile       string
+		lockFile         string
 		envFile          string
 		missingReport    string
 		requireAll       bool
@@ -67,6 +68,11 @@ read from the image's labels ("rdo_version" or "{version}-{release}").`,
 					return err
 				}
 			}
+			if lockFile != "" {
+				if err := writeFileWith(lockFile, func(w io.Writer) error { return imageset.WriteDiscoverLock(w, res) }); err != nil {
+					return err
+				}
+			}
 			if envFile != "" {
 				if err := writeFileWith(envFile, func(w io.Writer) error { return imageset.WriteEnvFile(w, res.Images) }); err != nil {
 					return err
@@ -93,6 +99,7 @@ read from the image's labels ("rdo_version" or "{version}-{release}").`,
 	f.StringVar(&pattern, "tag-pattern", imageset.DefaultTagPattern.String(), "regular expression of the immutable tags to look for")
 	f.StringVar(&tagFromLabel, "tag-from-label", "", `read the tag from this label or label format ("{version}-{release}") instead of searching`)
 	f.StringVar(&imagesFile, "images-file", "", "write the resolved image list (YAML, as render prints it) here")
+	f.StringVar(&lockFile, "lock-file", "", "write the resolved images pinned to their digests (image:tag -> digest, YAML) here: promote --from-lock's input")
 	f.StringVar(&envFile, "env-file", "", "write the Heat environment of the resolved images here")
 	f.StringVar(&missingReport, "missing-report", "", "write the dropped images and why (YAML) here")
 	f.BoolVar(&requireAll, "require-all", false, "fail if any image was dropped")

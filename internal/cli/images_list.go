@@ -24,7 +24,7 @@ func newImagesListCmd(o *rootOptions) *cobra.Command {
 			if err := out.Validate(); err != nil {
 				return err
 			}
-			images, err := set.load()
+			images, err := set.loadLogged(o)
 			if err != nil {
 				return err
 			}

@@ -21,19 +21,19 @@ func newImagesRenderCmd(o *rootOptions) *cobra.Command {
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			images, err := set.load()
+			p, err := set.prepare(o)
 			if err != nil {
 				return err
 			}
 			if envFile != "" {
-				if err := writeFileWith(envFile, func(w io.Writer) error { return imageset.WriteEnvFile(w, images) }); err != nil {
+				if err := writeFileWith(envFile, func(w io.Writer) error { return imageset.WritePreparedEnv(w, p) }); err != nil {
 					return err
 				}
 			}
-			return imageset.WriteImages(o.Out, images)
+			return imageset.WriteImages(o.Out, p.Images)
 		},
 	}
 	set.AddFlags(cmd)
-	cmd.Flags().StringVar(&envFile, "env-file", "", "write a Heat environment (parameter_defaults: image parameters) here")
+	cmd.Flags().StringVar(&envFile, "env-file", "", "write the Heat environment TripleO would (parameter_defaults: the template's image parameters, DockerInsecureRegistryAddress) here")
 	return cmd
 }

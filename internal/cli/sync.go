@@ -28,7 +28,10 @@ type syncOptions struct {
 	Output   string
 	// WebSocket makes exec try WebSocket before SPDY (SPDY first is faster
 	// for bulk data: see podexec.Executor.PreferSPDY).
-	WebSocket bool
+	WebSocket    bool
+	NoClean      bool
+	Check        bool
+	StallTimeout time.Duration
 }
 
 func (s *syncOptions) AddFlags(cmd *cobra.Command) {
@@ -43,6 +46,9 @@ func (s *syncOptions) AddFlags(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&s.Attempts, "attempts", 3, "tries per repo before giving up on it")
 	cmd.Flags().StringVarP(&s.Output, "output", "o", "table", "output: table or json")
 	cmd.Flags().BoolVar(&s.WebSocket, "websocket", false, "try WebSocket before SPDY for exec (SPDY first is faster for bulk data)")
+	cmd.Flags().BoolVar(&s.NoClean, "no-clean", false, "leave working trees with changes in the pod as they are, and fail their repos (exit status 1), instead of resetting and cleaning them")
+	cmd.Flags().BoolVar(&s.Check, "check", false, "change nothing: compare the repos in the pod with --src (refs, HEAD, working tree, interrupted syncs) and exit 1 unless all are verified")
+	cmd.Flags().DurationVar(&s.StallTimeout, "stall-timeout", gitsync.DefaultStallTimeout, "give up an exec (and retry it) when the pod takes none of its input and prints nothing for this long")
 }
 
 func (s *syncOptions) Validate() error {
@@ -51,6 +57,8 @@ func (s *syncOptions) Validate() error {
 		return errors.New("--src is required: the workspace root holding the repos")
 	case s.Parallel < 1 || s.Attempts < 1:
 		return errors.New("--parallel and --attempts must be at least 1")
+	case s.StallTimeout <= 0:
+		return fmt.Errorf("--stall-timeout %v: want a positive duration", s.StallTimeout)
 	case s.Output != "table" && s.Output != "json":
 		return fmt.Errorf("--output %q: want table or json", s.Output)
 	}
@@ -67,14 +75,31 @@ paths relative to --src) into the pod, each to the same relative path under
 --dest, over exec (no kubectl, no SSH). Afterwards every ref and HEAD in the pod
 are the source's (refs the source lacks are deleted), the working tree is reset
 to HEAD with untracked files removed, and this is read back and checked repo by
-repo. Only the objects the pod lacks are sent, so a re-sync is quick; broken
-streams are retried. Into a container without git, sync through the pod's git
-sidecar (--container git --dest <its mount path>).`,
+repo: a repo counts as verified only when its refs, HEAD and working tree match.
+Every sync checks the working trees, also when no ref changed, and resets and
+cleans one that was changed in the pod (--no-clean: leaves it and fails).
+Only the objects the pod lacks are sent, so a re-sync is quick. An exec whose
+command died, or that stalls (--stall-timeout), is given up within seconds and
+retried up to --attempts times; repos that still fail are listed with their
+state in the pod and the pod's own error message, and the exit status is 1.
+What an interrupted sync leaves in the pod is marked partial, reported by the
+next sync (which repairs it) and by --check, which only reads. Into a container
+without git, sync through the pod's git sidecar (--container git --dest <its
+mount path>). Progress goes to stderr on a terminal; the table to stdout.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := so.Validate(); err != nil {
 				return err
 			}
-			log, err := o.logger()
+			var progress *syncProgress
+			if !so.Check && so.Output == "table" {
+				progress = newSyncProgress(o.Err, 0)
+			}
+			lo := *o
+			if progress != nil {
+				lo.Err = progress
+				defer progress.Finish()
+			}
+			log, err := lo.logger()
 			if err != nil {
 				return err
 			}
@@ -134,15 +159,29 @@ sidecar (--container git --dest <its mount path>).`,
 			}
 			ex.PreferSPDY = !so.WebSocket
 			s := &gitsync.Syncer{
-				Exec:     ex,
-				Target:   target,
-				Dest:     so.Dest,
-				Parallel: so.Parallel,
-				Attempts: so.Attempts,
-				Logger:   log,
+				Exec:         ex,
+				Target:       target,
+				Dest:         so.Dest,
+				Parallel:     so.Parallel,
+				Attempts:     so.Attempts,
+				NoClean:      so.NoClean,
+				StallTimeout: so.StallTimeout,
+				Logger:       log,
+			}
+			if progress != nil {
+				progress.total = len(repos)
+				s.Progress = progress.Update
 			}
 			start := time.Now()
-			res, err := s.Sync(cmd.Context(), repos)
+			var res *gitsync.Result
+			if so.Check {
+				res, err = s.Check(cmd.Context(), repos)
+			} else {
+				res, err = s.Sync(cmd.Context(), repos)
+			}
+			if progress != nil {
+				progress.Finish()
+			}
 			if res != nil {
 				if perr := printSync(o.Out, so.Output, res, time.Since(start)); perr != nil {
 					return errors.Join(err, perr)
@@ -163,24 +202,34 @@ func printSync(w io.Writer, format string, res *gitsync.Result, d time.Duration)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPO\tHEAD\tREFS\tOBJECTS\tBYTES\tATTEMPTS\tSTATUS")
-	synced := 0
+	verified, partial := 0, 0
 	for _, r := range res.Repos {
 		status := "synced"
 		switch {
+		case r.State != gitsync.StateVerified:
+			status = "FAILED (" + string(r.State) + ")"
 		case r.UpToDate:
 			status = "up to date"
-		case r.Head == "":
-			status = "FAILED"
+		case r.Cleaned:
+			status = "synced (tree cleaned)"
 		}
-		if r.Head != "" {
-			synced++
+		if r.State == gitsync.StateVerified {
+			verified++
+		}
+		if r.WasPartial {
+			partial++
+			if r.State == gitsync.StateVerified && !r.UpToDate {
+				status += ", repaired an interrupted sync"
+			} else {
+				status += ", left partial by an interrupted sync"
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Path, shortHead(r.Head), r.Refs, r.Objects, r.Bytes, r.Attempts, status)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d of %d repos verified in the pod, %d bytes sent, %v\n", synced, len(res.Repos), res.Bytes(), d.Round(time.Millisecond))
+	_, err := fmt.Fprintf(w, "%d of %d repos verified in the pod, %d bytes sent, %v\n", verified, len(res.Repos), res.Bytes(), d.Round(time.Millisecond))
 	return err
 }
 

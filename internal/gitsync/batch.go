@@ -131,30 +131,42 @@ func balance(items []*batchItem, n int) [][]*batchItem {
 func (s *Syncer) pushBatch(ctx context.Context, items []*batchItem) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := []string{"sh", "-c", batchScript, "kubepool-gitsync", s.Dest}
+	keep := ""
+	if s.NoClean {
+		keep = "keep"
+	}
+	cmd := []string{"sh", "-c", batchScript, "kubepool-gitsync", s.Dest, keep}
 	for _, it := range items {
 		cmd = append(cmd, it.repo.Path)
 	}
 	var stdout bytes.Buffer
-	in := &batchStream{ctx: ctx, items: items}
-	runErr := s.Exec.Run(ctx, s.Target, cmd, podexec.Options{Stdin: in, Stdout: &stdout})
+	in := &batchStream{ctx: ctx, items: items, s: s}
+	runErr := s.Exec.Run(ctx, s.Target, cmd, podexec.Options{Stdin: in, Stdout: &stdout, StallTimeout: s.stall()})
 	cancel()
 	in.close()
 	for _, it := range items {
 		<-it.ready // prepare may still run for repos the stream did not reach
 	}
 	states, perr := parseStates(&stdout)
+	runErr = s.scriptErr(runErr)
 	for _, it := range items {
+		st := states[it.repo.Path]
 		switch {
 		case it.err != nil:
 			it.runErr = it.err
 		case !it.ok:
 			// Sent as a push of its own instead.
-		case states[it.repo.Path] != nil:
-			it.got = states[it.repo.Path]
-			it.runErr = execErr(runErr)
+		case st != nil && st.Failed:
+			// The pod said why, in this repo's own words.
+			it.runErr = &ScriptError{Target: s.Target, ExitCode: st.ExitCode, Message: lastLines(strings.Join(st.Errors, "\n"), 3), Err: runErr}
+			if runErr == nil {
+				it.runErr.(*ScriptError).Err = podexec.ErrStream
+			}
+		case st != nil:
+			it.got = st
+			it.runErr = runErr
 		case runErr != nil:
-			it.runErr = execErr(runErr)
+			it.runErr = runErr
 		case perr != nil:
 			it.runErr = fmt.Errorf("reading back repo state from pod %s: %w", s.Target, perr)
 		default:
@@ -170,6 +182,7 @@ func (s *Syncer) pushBatch(ctx context.Context, items []*batchItem) {
 type batchStream struct {
 	mu    sync.Mutex // Read may still run when the exec is over
 	ctx   context.Context
+	s     *Syncer // for progress
 	items []*batchItem
 	next  int // the next item to start
 	segs  []segment
@@ -196,7 +209,9 @@ func (b *batchStream) Read(p []byte) (int, error) {
 		if b.f != nil {
 			n, err := b.f.Read(p[:min(int64(len(p)), b.left)])
 			b.left -= int64(n)
-			b.cur.sent.Add(int64(n))
+			if sent := b.cur.sent.Add(int64(n)); b.s.Progress != nil && (sent-int64(n))>>16 != sent>>16 {
+				b.s.progress(Progress{Repo: b.cur.repo.Path, Phase: PhaseSending, Bytes: sent, Total: b.cur.size})
+			}
 			if b.left == 0 {
 				b.f.Close()
 				b.f = nil
@@ -282,10 +297,14 @@ func (it *batchItem) segments() ([]segment, error) {
 	if it.err == nil && it.ok {
 		names := make([]string, len(it.files))
 		for i, f := range it.files {
-			names[i] = filepath.Base(f)
+			fi, err := os.Stat(f)
+			if err != nil {
+				return nil, err
+			}
+			names[i] = fmt.Sprintf("%s:%d", filepath.Base(f), fi.Size())
 		}
 		checkout := 0
-		if head, ok := strings.CutPrefix(it.want.Head, "ref: "); !ok || slices.ContainsFunc(it.want.Refs, func(r ref) bool { return r.Name == head }) {
+		if wantsCheckout(it.want) {
 			checkout = 1
 		}
 		meta = fmt.Sprintf("tar %s\n%s\n%s\n%d\n", strings.Join(names, " "), it.want.Head, it.digest, checkout)

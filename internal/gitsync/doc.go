@@ -8,9 +8,12 @@
 // every repo in the pod (branches, tags, anything under refs/) points where
 // it points in the source, refs the source lacks are gone, HEAD is the same
 // (a branch, or a detached commit), and the working tree and index are reset
-// to HEAD with untracked files removed. Sync checks this by reading each
-// repo's refs and HEAD back from the pod after applying them; it never
-// reports a repo it could not read back.
+// to HEAD with untracked and ignored files removed. Sync checks this by
+// reading each repo's refs, HEAD and working tree state (git status) back
+// from the pod after applying them; it never reports a repo verified that
+// it could not read back so. Every sync checks the working trees, also of
+// repos whose refs did not change, and resets and cleans one that differs
+// (or, with Syncer.NoClean, leaves it and fails the repo).
 //
 // Transfer is incremental: Sync first asks the pod, in one exec for the
 // whole workspace (while it reads the repos here), which refs it already
@@ -30,12 +33,21 @@
 // therefore only receives the difference. Repos already in the source's
 // state are skipped after the first exec.
 //
-// Exec streams are unreliable: a stream that breaks, or a command that
-// fails, is retried (after asking the pod again what it has) up to
-// Syncer.Attempts times, each repo of a stream that did not come back
-// verified on its own. Because refs only move in one transaction after the
-// whole pack has arrived, an interrupted push leaves the repo at its old
-// state (or, for a first push, without refs), never at a partial one.
+// Exec streams are unreliable: a stream that breaks, a receiver in the pod
+// that dies (noticed within about a second: see package podexec), an exec
+// that stalls (Syncer.StallTimeout) or a command that fails is retried
+// (after asking the pod again what it has) up to Syncer.Attempts times,
+// each repo of a stream that did not come back verified on its own;
+// failures the pod says will not change (a full or read-only disk, a
+// destination it cannot create: *DestError) are not retried. Errors carry
+// the failing command's own message (*ScriptError), not the script.
+// Because refs only move in one transaction after the whole pack has
+// arrived, an interrupted push leaves the repo at its old state (or, for a
+// first push, without refs), never at a partial one; what it leaves behind
+// (pack files arriving, ref updates, a checkout's marker) marks the repo
+// partial, which Check and the next Sync report, and the next Sync
+// repairs, including an index.lock left by a checkout kubepool started and
+// that was killed (never a lock kubepool did not take).
 //
 // The pod needs sh, tar and git (1.8.5 or newer; with 2.36 or newer it skips
 // fsync, which a disposable pod does not need).

@@ -5,37 +5,122 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/kubepool/kubepool/internal/podexec"
 )
 
-// The pod side is two POSIX sh scripts run with "sh -c". Both print repo
-// states in the same line format, parsed by parseStates:
+// The pod side is three POSIX sh scripts run with "sh -c". They print
+// repo states in the same line format, parsed by parseStates:
 //
 //	repo <path>
+//	partial                    (an earlier sync of it was interrupted)
 //	ref <oid> <refname>        (any number)
 //	head <contents of .git/HEAD>
 //	synced <digest>            (when the last sync of the repo completed)
+//	tree clean|dirty|none|broken  (the working tree against HEAD)
+//	failed <status> <path>     (instead of its state: it failed)
+//	error <line>               (after failed: its last lines of stderr)
 //	end                        (after the last repo)
+//
+// A repo in the pod is in a sync's hands while one of these exists under
+// its .git: kubepool-incoming (pack files arriving), kubepool-refs (ref
+// updates not applied yet) or kubepool-checkout (a checkout running, by
+// the shell whose process id it holds). Whatever is left of them after a
+// sync died marks the repo partial, and a later sync clears them; an
+// index.lock is removed only when kubepool-checkout says a kubepool
+// checkout that no longer runs took it.
 
 // gitOpts are the git options used in the pod. A pod is disposable, so
 // fsyncing packs buys nothing there (core.fsync needs git 2.36; older git
 // ignores it).
 const gitOpts = `-c core.fsync=none -c gc.auto=0 -c advice.detachedHead=false -c init.defaultBranch=master`
 
+// commonSh are the shell functions the scripts share, run in a repo.
+const commonSh = `g="git ` + gitOpts + `"
+i=` + incoming + `
+# heal removes an index.lock that a kubepool checkout left when it was
+# killed: one whose shell is gone.
+heal() {
+	[ -f .git/kubepool-checkout ] || return 0
+	IFS= read -r pid <.git/kubepool-checkout || pid=
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		echo "kubepool-gitsync: a checkout by process $pid is running in $PWD" >&2
+		return 1
+	fi
+	rm -f .git/index.lock
+}
+# treestate prints the tree line: clean when the index and working tree
+# match HEAD with nothing untracked or ignored.
+treestate() {
+	if ! $g rev-parse -q --verify HEAD >/dev/null; then echo "tree none"; return; fi
+	if s=$(GIT_OPTIONAL_LOCKS=0 $g status --porcelain --ignored 2>/dev/null); then
+		if [ -z "$s" ]; then echo "tree clean"; else echo "tree dirty"; fi
+	else
+		echo "tree broken"
+	fi
+}
+# checkout resets the tree to HEAD and removes untracked files; $1 is
+# "keep" to leave a dirty tree alone, "fresh" for a new repo.
+checkout() {
+	$g rev-parse -q --verify HEAD >/dev/null || return 0
+	heal
+	if [ "$1" = keep ] && [ "$(treestate)" != "tree clean" ]; then return 0; fi
+	if [ -f .git/index.lock ]; then
+		echo "kubepool-gitsync: $PWD/.git/index.lock exists: another git process is running there, or one that crashed left it (not kubepool: left alone)" >&2
+		return 1
+	fi
+	# The mark claims the lock git is about to take; it stays when git
+	# or this shell is killed (git fails otherwise releasing its lock).
+	echo $$ >.git/kubepool-checkout
+	$g reset -q --hard || { rc=$?; [ $rc -gt 128 ] || rm -f .git/kubepool-checkout; return $rc; }
+	if [ "$1" != fresh ] || [ "$(treestate)" != "tree clean" ]; then
+		$g clean -q -d -f -f -x || { rc=$?; [ $rc -gt 128 ] || rm -f .git/kubepool-checkout; return $rc; }
+	fi
+	rm -f .git/kubepool-checkout
+}
+# state prints the repo's state lines.
+state() {
+	echo "repo $1"
+	$g for-each-ref --format='ref %(objectname) %(refname)'
+	IFS= read -r h <.git/HEAD
+	echo "head $h"
+	[ ! -f .git/kubepool-synced ] || echo "synced $(cat .git/kubepool-synced)"
+	treestate
+}
+nogit() { echo "kubepool-gitsync: git: command not found in this container" >&2; exit 127; }
+command -v git >/dev/null 2>&1 || nogit
+`
+
+// destSh makes the destination root $1 ($HOME when empty) the current
+// directory, creating it; a destination that cannot be made or written is
+// an error naming it, with exit status 4.
+const destSh = `root=${1:-${HOME:-/}}
+dest() { echo "kubepool-gitsync: destination $root: $1" >&2; exit 4; }
+m=$(mkdir -p -- "$root" 2>&1) || dest "$m"
+[ -d "$root" ] || dest "not a directory"
+[ -w "$root" ] || dest "not writable (read-only file system or permissions)"
+cd "$root" || dest "cannot enter it"
+`
+
 // probeScript prints the state of every repo whose path is a line of stdin,
 // relative to the destination root $1 ($HOME when empty). Repos that are
-// not there print only their "repo" line.
-const probeScript = `command -v git >/dev/null 2>&1 || { echo "kubepool-gitsync: git: command not found in this container" >&2; exit 127; }
-root=${1:-${HOME:-/}}
-cd "$root" 2>/dev/null || root=
+// not there print only their "repo" line (and "partial" when an
+// interrupted sync left files). With $2 = "create", it first creates the
+// destination root as a sync needs it.
+const probeScript = commonSh + `root=${1:-${HOME:-/}}
+if [ "${2:-}" = create ]; then
+` + destSh + `else
+	cd "$root" 2>/dev/null || root=
+fi
 while IFS= read -r p; do
-	echo "repo $p"
-	[ -n "$root" ] && [ -f "$p/.git/HEAD" ] || continue
-	git -C "$p" for-each-ref --format='ref %(objectname) %(refname)'
-	echo "head $(cat "$p/.git/HEAD")"
-	[ -f "$p/.git/kubepool-synced" ] && echo "synced $(cat "$p/.git/kubepool-synced")"
+	if [ -z "$root" ] || [ ! -d "$p/.git" ]; then echo "repo $p"; continue; fi
+	(
+	cd "$p" || exit 0
+	if [ -f .git/HEAD ]; then state "$p"; else echo "repo $p"; fi
+	if [ -d "$i" ] || [ -f .git/kubepool-refs ] || [ -f .git/kubepool-checkout ]; then echo partial; fi
+	) </dev/null
 done
 echo end
 `
@@ -46,16 +131,14 @@ echo end
 // .git/objects/pack), HEAD ("ref: <name>" or an object id), git update-ref
 // --stdin commands, an empty line, then the objects. Refs move in one
 // transaction, only after the objects are in place; the digest $3 is
-// written only after the checkout. It ends by printing the repo's state as
-// the probe does.
+// written only after the checkout ($4 = "keep": a dirty tree is left as
+// it is). It ends by printing the repo's state as the probe does.
 const applyScript = `set -eu
-command -v git >/dev/null 2>&1 || { echo "kubepool-gitsync: git: command not found in this container" >&2; exit 127; }
-root=${1:-${HOME:-/}}
-g="git ` + gitOpts + `"
-mkdir -p "$root/$2"
-cd "$root/$2"
+` + commonSh + destSh + `mkdir -p "$2"
+cd "$2"
 fresh=
 [ -f .git/HEAD ] || { $g init -q --template= && fresh=1; }
+heal
 IFS= read -r mode
 IFS= read -r head
 while IFS= read -r l && [ -n "$l" ]; do printf '%s\n' "$l"; done >.git/kubepool-refs
@@ -63,29 +146,23 @@ rm -f .git/kubepool-synced
 case $mode in
 pack) $g index-pack --stdin --fix-thin >/dev/null ;;
 tar\ *)
-	t=.git/objects/pack/kubepool-incoming
-	rm -rf "$t"
-	mkdir "$t"
-	tar -x -o -f - -C "$t"
-	for f in ${mode#tar }; do [ -f "$t/$f" ] || { echo "kubepool-gitsync: $f: missing from the stream" >&2; exit 3; }; done
-	for f in ${mode#tar }; do mv -f "$t/$f" .git/objects/pack/; done
-	rm -rf "$t" ;;
+	rm -rf "$i"
+	mkdir "$i"
+	tar -x -o -f - -C "$i"
+	for f in ${mode#tar }; do [ -f "$i/$f" ] || { echo "kubepool-gitsync: $f: missing from the stream" >&2; exit 3; }; done
+	for f in ${mode#tar }; do mv -f "$i/$f" .git/objects/pack/; done
+	rm -rf "$i" ;;
+*) rm -rf "$i" ;;
 esac
 $g update-ref --no-deref --stdin <.git/kubepool-refs
 case $head in
 "ref: "*) $g symbolic-ref HEAD "${head#ref: }" ;;
 *) $g update-ref --no-deref HEAD "$head" ;;
 esac
-if $g rev-parse -q --verify HEAD >/dev/null; then
-	$g reset -q --hard
-	[ -n "$fresh" ] || $g clean -q -d -f -f -x
-fi
+checkout "${4:-${fresh:+fresh}}"
 rm -f .git/kubepool-refs
 echo "$3" >.git/kubepool-synced
-echo "repo $2"
-$g for-each-ref --format='ref %(objectname) %(refname)'
-echo "head $(cat .git/HEAD)"
-echo "synced $3"
+state "$2"
 echo end
 `
 
@@ -95,27 +172,25 @@ const incoming = ".git/objects/pack/kubepool-incoming"
 
 // batchScript brings several fresh repos (ones that have no refs in the
 // pod) to their new states from one stream: a tar, extracted under the
-// destination root $1, that carries for each repo $2, $3, ... in that
+// destination root $1, that carries for each repo $3, $4, ... in that
 // order the members <path>/` + incoming + `/ kubepool-meta, kubepool-refs,
 // its pack and index files, then kubepool-done. The meta file's lines are
-// "tar <file>..." (or "skip": the repo is not in this stream), HEAD, the
-// digest to record, and "1" when HEAD names a commit to check out;
-// kubepool-refs is the input of git update-ref --stdin. tar names each
-// member as it starts extracting it, so when it names a repo's
-// kubepool-done every file before it is complete: that repo is installed
-// and checked out there, while tar goes on with the next one, and its state
-// is printed as the probe does. A repo whose kubepool-done never came (a
-// stream cut short) is left without refs and not printed. The output ends
-// with "end" after the last repo, and the exit status is non-zero unless
-// every repo was brought to its state.
+// "tar <file>:<size>..." (or "skip": the repo is not in this stream),
+// HEAD, the digest to record, and "1" when HEAD names a commit to check
+// out; kubepool-refs is the input of git update-ref --stdin. $2 is "keep"
+// to leave dirty trees alone. tar names each member as it starts
+// extracting it, so when it names a repo's kubepool-done every file before
+// it is complete (as its size shows): that repo is installed and checked
+// out there, while tar goes on with the next one, and its state is printed
+// as the probe does, or "failed" and its error lines. A repo whose
+// kubepool-done never came (a stream cut short) is left without refs,
+// marked partial. The output ends with "end" after the last repo, and the
+// exit status is non-zero unless every repo was brought to its state.
 const batchScript = `set -u
-command -v git >/dev/null 2>&1 || { echo "kubepool-gitsync: git: command not found in this container" >&2; exit 127; }
-root=${1:-${HOME:-/}}
-shift
-g="git ` + gitOpts + `"
-i=` + incoming + `
-mkdir -p "$root" && cd "$root" || exit 1
+` + commonSh + destSh + `keep=$2
+shift 2
 (for p; do set -- "$@" "$p/$i"; shift; done; rm -rf "$@")
+exec 3>&1
 { tar -x -o -v -f -; echo "kubepool-tar-exit $?"; } | {
 failed=0
 while IFS= read -r l; do
@@ -127,23 +202,29 @@ while IFS= read -r l; do
 	[ $# -gt 0 ] || { echo "kubepool-gitsync: more repos in the stream than named" >&2; failed=1; break; }
 	p=$1
 	shift
-	(
+	# Not in an if: bash would ignore set -e in there.
+	msg=$( (
 	set -e
 	cd "$p"
 	{ IFS= read -r files; IFS= read -r head; IFS= read -r digest; IFS= read -r co; } <"$i/kubepool-meta"
 	[ "$files" != skip ] || { rm -rf "$i"; exit 0; }
-	fresh=
+	fresh=fresh
 	if [ ! -f .git/HEAD ]; then
 		case $head in
 		"ref: refs/heads/"*) $g -c "init.defaultBranch=${head#ref: refs/heads/}" init -q --template= ;;
 		*) $g init -q --template= ;;
 		esac
-		fresh=1
 	fi
+	heal
 	rm -f .git/kubepool-synced
 	set -- ${files#tar}
-	for f; do [ -f "$i/$f" ] || { echo "kubepool-gitsync: $p: $f: missing from the stream" >&2; exit 3; }; done
-	for f; do mv -f "$i/$f" .git/objects/pack/; done
+	for fs; do
+		f=${fs%:*}
+		[ -f "$i/$f" ] || { echo "kubepool-gitsync: $f: missing from the stream" >&2; exit 3; }
+		n=$(($(wc -c <"$i/$f")))
+		[ "$n" = "${fs##*:}" ] || { echo "kubepool-gitsync: $f: $n of ${fs##*:} bytes arrived (disk full?)" >&2; exit 3; }
+	done
+	for fs; do mv -f "$i/${fs%:*}" .git/objects/pack/; done
 	$g update-ref --no-deref --stdin <"$i/kubepool-refs"
 	IFS= read -r h <.git/HEAD || h=
 	if [ "$h" != "$head" ]; then
@@ -152,20 +233,18 @@ while IFS= read -r l; do
 		*) $g update-ref --no-deref HEAD "$head" ;;
 		esac
 	fi
-	if [ "$co" = 1 ]; then
-		$g reset -q --hard
-		[ -n "$fresh" ] || $g clean -q -d -f -f -x
-	fi
+	[ "$keep" != keep ] || fresh=keep
+	[ "$co" != 1 ] || checkout $fresh
 	rm -rf "$i"
 	echo "$digest" >.git/kubepool-synced
-	echo "repo $p"
-	$g for-each-ref --format='ref %(objectname) %(refname)'
-	IFS= read -r h <.git/HEAD
-	echo "head $h"
-	echo "synced $digest"
-	) </dev/null
+	state "$p" >&3
+	) </dev/null 2>&1)
 	rc=$?
-	[ $rc -eq 0 ] || { echo "kubepool-gitsync: $p: exit status $rc" >&2; failed=1; }
+	if [ $rc -ne 0 ]; then
+		echo "failed $rc $p"
+		printf '%s\n' "$msg" | tail -n 5 | sed 's/^/error /'
+		failed=1
+	fi
 done
 [ $# -eq 0 ] || { echo "kubepool-gitsync: stream ended before repo $1" >&2; failed=1; }
 echo end
@@ -178,6 +257,15 @@ type podState struct {
 	state
 	Exists bool
 	Synced string // digest of the last completed sync
+	// Tree is the working tree against HEAD: "clean", "dirty", "none" (no
+	// commit checked out) or "broken"; "" when not reported.
+	Tree string
+	// Partial: an earlier sync of the repo was interrupted.
+	Partial bool
+	// Failed: the script failed this repo, saying Errors.
+	Failed   bool
+	ExitCode int
+	Errors   []string
 }
 
 // parseStates reads the scripts' output. On an error it also returns the
@@ -205,6 +293,15 @@ func parseStates(r io.Reader) (map[string]*podState, error) {
 		case key == "repo":
 			done()
 			cur, curPath = &podState{}, val
+		case key == "failed":
+			done()
+			code, p, _ := strings.Cut(val, " ")
+			cur, curPath = &podState{Failed: true, ExitCode: -1}, p
+			if n, err := strconv.Atoi(code); err == nil {
+				cur.ExitCode = n
+			}
+		case key == "error" && cur != nil && cur.Failed:
+			cur.Errors = append(cur.Errors, val)
 		case cur == nil:
 			return states, fmt.Errorf("unexpected line %q before the first repo", line)
 		case key == "ref":
@@ -218,6 +315,10 @@ func parseStates(r io.Reader) (map[string]*podState, error) {
 			cur.Head = strings.TrimSpace(val)
 		case key == "synced":
 			cur.Synced = strings.TrimSpace(val)
+		case key == "tree":
+			cur.Tree = strings.TrimSpace(val)
+		case key == "partial":
+			cur.Partial = true
 		default:
 			return states, fmt.Errorf("unexpected line %q", line)
 		}

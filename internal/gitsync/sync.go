@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,8 +43,56 @@ type Syncer struct {
 	// Attempts is how many times a repo is tried before Sync gives up on
 	// it (default 3).
 	Attempts int
+	// NoClean leaves a working tree that differs from HEAD (edited,
+	// added or deleted files) as it is, and fails its repo with a
+	// *DirtyError, instead of resetting and cleaning it.
+	NoClean bool
+	// StallTimeout ends an exec that, while it still has data to send,
+	// sees the pod take none of it and print nothing for that long, and
+	// retries it (default DefaultStallTimeout).
+	StallTimeout time.Duration
 	// Logger receives a record per repo and per retry; nil logs nothing.
 	Logger *slog.Logger
+	// Progress, when set, is called as repos move (from several
+	// goroutines at once).
+	Progress func(Progress)
+}
+
+// DefaultStallTimeout is Syncer.StallTimeout's default.
+const DefaultStallTimeout = 30 * time.Second
+
+// Progress is a step of one repo's sync.
+type Progress struct {
+	Repo  string
+	Phase Phase
+	// Bytes sent so far (PhaseSending), or of the whole pack (others).
+	Bytes int64
+	// Total is the bytes to send, when known.
+	Total int64
+}
+
+// Phase is where a repo's sync is.
+type Phase string
+
+// Phases of a repo, in order.
+const (
+	PhaseSending  Phase = "sending"
+	PhaseRetrying Phase = "retrying"
+	PhaseDone     Phase = "done"
+	PhaseFailed   Phase = "failed"
+)
+
+func (s *Syncer) progress(p Progress) {
+	if s.Progress != nil {
+		s.Progress(p)
+	}
+}
+
+func (s *Syncer) stall() time.Duration {
+	if s.StallTimeout > 0 {
+		return s.StallTimeout
+	}
+	return DefaultStallTimeout
 }
 
 // RepoResult is what Sync did to one repo.
@@ -63,7 +112,38 @@ type RepoResult struct {
 	// Attempts is the number of pushes tried (0 when UpToDate).
 	Attempts int
 	Duration time.Duration
+	// State is the repo's state in the pod: StateVerified when Sync
+	// brought it there or found it there, otherwise what the pod has.
+	State State
+	// WasPartial: an earlier sync of this repo was interrupted (and this
+	// one repaired it when State is StateVerified).
+	WasPartial bool `json:",omitempty"`
+	// Cleaned: the pod had the right refs and HEAD, but a working tree
+	// that differed; it was reset and cleaned.
+	Cleaned bool `json:",omitempty"`
+	// Error is why the repo failed, if it did.
+	Error string `json:",omitempty"`
 }
+
+// State is what a repo in the pod is, compared with its source.
+type State string
+
+// States of a repo in the pod.
+const (
+	// StateVerified: refs, HEAD and a clean working tree, read back.
+	StateVerified State = "verified"
+	// StateAbsent: no repo there.
+	StateAbsent State = "absent"
+	// StatePartial: a sync of it was interrupted; it may lack objects,
+	// refs or part of its working tree.
+	StatePartial State = "partial"
+	// StateDiffers: refs or HEAD differ from the source's.
+	StateDiffers State = "differs"
+	// StateDirty: refs and HEAD match, the working tree does not.
+	StateDirty State = "dirty"
+	// StateUnknown: it could not be read.
+	StateUnknown State = "unknown"
+)
 
 // Result is what Sync did, repo by repo, in the order of the repos given.
 type Result struct {
@@ -95,12 +175,13 @@ var ErrNoGit = errors.New("git is not installed in the container (use an image w
 // RepoError is the failure of one repo.
 type RepoError struct {
 	Path     string
+	Target   podexec.Target
 	Attempts int
 	Err      error
 }
 
 func (e *RepoError) Error() string {
-	return fmt.Sprintf("syncing repo %s (attempt %d): %v", e.Path, e.Attempts, e.Err)
+	return fmt.Sprintf("syncing repo %s into pod %s (%d attempts): %v", e.Path, e.Target, e.Attempts, e.Err)
 }
 
 func (e *RepoError) Unwrap() error { return e.Err }
@@ -116,6 +197,94 @@ type VerifyError struct {
 
 func (e *VerifyError) Error() string {
 	return fmt.Sprintf("verifying repo %s in the pod: %s is %q, want %q", e.Path, e.Ref, e.Got, e.Want)
+}
+
+// DirtyError is a repo whose refs and HEAD are the source's but whose
+// working tree in the pod is not HEAD's, left so (Syncer.NoClean).
+type DirtyError struct {
+	Path string
+}
+
+func (e *DirtyError) Error() string {
+	return fmt.Sprintf("repo %s: the working tree in the pod has changes (left as they are: --no-clean)", e.Path)
+}
+
+// DestError is a destination the pod cannot create or write.
+type DestError struct {
+	Target  podexec.Target
+	Path    string
+	Message string // the pod's
+}
+
+func (e *DestError) Error() string {
+	return fmt.Sprintf("destination %s in pod %s: %s", e.Path, e.Target, e.Message)
+}
+
+// ScriptError is the pod side of a sync failing: Message is what the
+// failing command printed (the last lines of it).
+type ScriptError struct {
+	Target podexec.Target
+	// ExitCode is the script's exit status, -1 when it did not arrive.
+	ExitCode int
+	Message  string
+	Err      error // the exec's error
+}
+
+func (e *ScriptError) Error() string {
+	msg := fmt.Sprintf("in pod %s: ", e.Target)
+	if e.Message != "" {
+		msg += e.Message + " "
+	}
+	if e.ExitCode > 128 && e.ExitCode < 128+65 {
+		return msg + fmt.Sprintf("(killed by signal %d)", e.ExitCode-128)
+	}
+	if e.ExitCode >= 0 {
+		return msg + fmt.Sprintf("(exit status %d)", e.ExitCode)
+	}
+	var ns *podexec.NoStatusError
+	if errors.As(e.Err, &ns) && ns.StdinLeft {
+		return msg + "(ended before it read all its input; no exit status)"
+	}
+	return msg + "(no exit status)"
+}
+
+func (e *ScriptError) Unwrap() error { return e.Err }
+
+// lastLines is the last n non-empty lines of s, joined by "; ".
+func lastLines(s string, n int) string {
+	var lines []string
+	for l := range strings.Lines(s) {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "kubepool-tar-exit ") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines[max(0, len(lines)-n):], "; ")
+}
+
+// scriptErr turns the error of an exec of the scripts into one that says
+// what failed in the pod, in the failing command's own words.
+func (s *Syncer) scriptErr(err error) error {
+	var ee *podexec.ExecError
+	var ns *podexec.NoStatusError
+	code, stderr := -1, ""
+	switch {
+	case errors.As(err, &ee):
+		code, stderr = ee.ExitCode, ee.Stderr
+	case errors.As(err, &ns):
+		stderr = ns.Stderr
+	default:
+		return err
+	}
+	if strings.Contains(stderr, "kubepool-gitsync: git: command not found") {
+		return fmt.Errorf("%w: %w", ErrNoGit, err)
+	}
+	for l := range strings.Lines(stderr) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "kubepool-gitsync: destination "); ok {
+			path, msg, _ := strings.Cut(rest, ": ")
+			return &DestError{Target: s.Target, Path: path, Message: msg}
+		}
+	}
+	return &ScriptError{Target: s.Target, ExitCode: code, Message: lastLines(stderr, 3), Err: err}
 }
 
 // Sync brings every repo to its source's state in the pod and verifies it.
@@ -150,25 +319,29 @@ func (s *Syncer) Sync(ctx context.Context, repos []Repo) (*Result, error) {
 	g.Go(func() error {
 		var err error
 		for attempt := 1; ; attempt++ {
-			remote, err = s.probe(gctx, paths)
+			remote, err = s.probe(gctx, paths, true)
 			if err == nil || attempt >= s.attempts() || !retryable(err) {
 				return err
 			}
 			log.Warn("retrying probe", "pod", s.Target.String(), "attempt", attempt, "err", err)
 		}
 	})
+	localErr := make([]error, len(repos))
 	for i, r := range repos {
 		g.Go(func() error {
-			st, err := localState(gctx, r.Dir)
-			if err != nil {
-				return fmt.Errorf("repo %s: %w", r.Path, err)
-			}
-			local[i] = st
+			// A repo that cannot be read here fails alone.
+			local[i], localErr[i] = localState(gctx, r.Dir)
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	for i, r := range repos {
+		if have := remote[r.Path]; have != nil && have.Partial {
+			res.Repos[i].WasPartial = true
+			log.Warn("repo left partial by an interrupted sync: repairing it", "repo", r.Path, "pod", s.Target.String())
+		}
 	}
 
 	// First pushes go in a few streams of several repos each (see
@@ -177,7 +350,7 @@ func (s *Syncer) Sync(ctx context.Context, repos []Repo) (*Result, error) {
 	batched := map[int]*batchItem{}
 	var items []*batchItem
 	for i, r := range repos {
-		if have := remote[r.Path]; freshInPod(have, local[i]) {
+		if have := remote[r.Path]; localErr[i] == nil && freshInPod(have, local[i]) {
 			it := newBatchItem(r, local[i], local[i].digest())
 			batched[i] = it
 			items = append(items, it)
@@ -216,7 +389,21 @@ func (s *Syncer) Sync(ctx context.Context, repos []Repo) (*Result, error) {
 	repoGroup.SetLimit(s.parallel())
 	sync1 := func(i int, it *batchItem) {
 		repoGroup.Go(func() error {
-			rr, err := s.syncRepo(ctx, log, repos[i], local[i], remote[repos[i].Path], it, start)
+			var rr RepoResult
+			var err error
+			if localErr[i] != nil {
+				rr = RepoResult{Path: repos[i].Path, State: StateUnknown}
+				err = &RepoError{Path: repos[i].Path, Target: s.Target, Err: localErr[i]}
+			} else {
+				rr, err = s.syncRepo(ctx, log, repos[i], local[i], remote[repos[i].Path], it, start)
+			}
+			rr.WasPartial = res.Repos[i].WasPartial
+			if err != nil {
+				rr.Error = err.Error()
+				s.progress(Progress{Repo: rr.Path, Phase: PhaseFailed})
+			} else {
+				s.progress(Progress{Repo: rr.Path, Phase: PhaseDone, Bytes: rr.Bytes})
+			}
 			res.Repos[i] = rr
 			if err != nil {
 				errc <- err
@@ -250,7 +437,57 @@ func (s *Syncer) Sync(ctx context.Context, repos []Repo) (*Result, error) {
 	for err := range errc {
 		errs = append(errs, err)
 	}
+	if len(errs) > 0 {
+		s.failedStates(ctx, local, res)
+	}
 	return res, errors.Join(errs...)
+}
+
+// failedStates reads back what the pod has of the repos that failed, for
+// their results: best effort, the pod may be gone.
+func (s *Syncer) failedStates(ctx context.Context, local []state, res *Result) {
+	var paths []string
+	for _, rr := range res.Repos {
+		if rr.Error != "" && rr.State == "" {
+			paths = append(paths, rr.Path)
+		}
+	}
+	if len(paths) == 0 || ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	states, err := s.probe(ctx, paths, false)
+	for i := range res.Repos {
+		rr := &res.Repos[i]
+		if rr.Error == "" || rr.State != "" {
+			continue
+		}
+		if err != nil {
+			rr.State = StateUnknown
+			continue
+		}
+		rr.State = describe(local[i], states[rr.Path])
+	}
+}
+
+// describe compares what the pod has with want.
+func describe(want state, have *podState) State {
+	switch {
+	case have == nil:
+		return StateUnknown
+	case have.Partial:
+		return StatePartial
+	case !have.Exists:
+		return StateAbsent
+	case verify("", want, have) == nil:
+		return StateVerified
+	case have.equal(want) && (have.Tree == "dirty" || have.Tree == "broken"):
+		return StateDirty
+	case have.equal(want):
+		return StatePartial // right refs, but the checkout never finished
+	}
+	return StateDiffers
 }
 
 func (s *Syncer) parallel() int {
@@ -283,37 +520,45 @@ func retryable(err error) bool {
 	switch {
 	case errors.Is(err, ErrNoGit), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false
+	case errors.As(err, new(*DestError)), errors.As(err, new(*DirtyError)), errors.Is(err, ErrNotRepo):
+		return false
+	case errors.As(err, new(*ScriptError)) && permanent(err.Error()):
+		return false
 	case errors.Is(err, podexec.ErrStream), errors.As(err, &ee), errors.As(err, &ve):
 		return true
 	}
 	return false
 }
 
-// probe asks the pod for the state of the repos at paths.
-func (s *Syncer) probe(ctx context.Context, paths []string) (map[string]*podState, error) {
+// permanent reports whether a pod's message says that trying again will
+// not help.
+func permanent(msg string) bool {
+	return strings.Contains(msg, "No space left on device") || strings.Contains(msg, "Read-only file system") ||
+		strings.Contains(msg, "Disk quota exceeded") || strings.Contains(msg, "Permission denied")
+}
+
+// probe asks the pod for the state of the repos at paths; with create,
+// it first makes the destination root as a sync needs it.
+func (s *Syncer) probe(ctx context.Context, paths []string, create bool) (map[string]*podState, error) {
 	var stdout bytes.Buffer
-	cmd := []string{"sh", "-c", probeScript, "kubepool-gitsync", s.Dest}
+	mode := ""
+	if create {
+		mode = "create"
+	}
+	cmd := []string{"sh", "-c", probeScript, "kubepool-gitsync", s.Dest, mode}
 	err := s.Exec.Run(ctx, s.Target, cmd, podexec.Options{
-		Stdin:  strings.NewReader(strings.Join(paths, "\n") + "\n"),
-		Stdout: &stdout,
+		Stdin:        strings.NewReader(strings.Join(paths, "\n") + "\n"),
+		Stdout:       &stdout,
+		StallTimeout: s.stall(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading repo states: %w", execErr(err))
+		return nil, fmt.Errorf("reading repo states: %w", s.scriptErr(err))
 	}
 	states, err := parseStates(&stdout)
 	if err != nil {
 		return nil, fmt.Errorf("reading repo states from pod %s: %w", s.Target, err)
 	}
 	return states, nil
-}
-
-// execErr adds ErrNoGit to the error of a script that found no git.
-func execErr(err error) error {
-	var ee *podexec.ExecError
-	if errors.As(err, &ee) && ee.ExitCode == 127 && strings.Contains(ee.Stderr, "kubepool-gitsync: git: command not found") {
-		return fmt.Errorf("%w: %w", ErrNoGit, err)
-	}
-	return err
 }
 
 // syncRepo brings one repo to want. When batched is not nil, its stream
@@ -327,10 +572,18 @@ func (s *Syncer) syncRepo(ctx context.Context, log *slog.Logger, r Repo, want st
 		have = &podState{}
 	}
 	digest := want.digest()
-	if have.Exists && have.Synced == digest && have.equal(want) {
-		rr.UpToDate, rr.Head, rr.Refs = true, have.Head, len(have.Refs)
-		log.Debug("repo up to date", "repo", r.Path)
-		return rr, nil
+	if have.Exists && have.Synced == digest && have.equal(want) && !have.Partial {
+		switch {
+		case have.Tree == "clean" || have.Tree == "none" && !wantsCheckout(want):
+			rr.UpToDate, rr.Head, rr.Refs, rr.State = true, have.Head, len(have.Refs), StateVerified
+			log.Debug("repo up to date", "repo", r.Path)
+			return rr, nil
+		case s.NoClean:
+			rr.Head, rr.Refs, rr.State = have.Head, len(have.Refs), StateDirty
+			return rr, &RepoError{Path: r.Path, Target: s.Target, Err: &DirtyError{Path: r.Path}}
+		}
+		rr.Cleaned = true
+		log.Info("repo has changes in its working tree: resetting and cleaning it", "repo", r.Path, "tree", have.Tree)
 	}
 	if batched != nil && !batched.ok && batched.err == nil {
 		batched = nil // not sent in its stream
@@ -354,18 +607,23 @@ func (s *Syncer) syncRepo(ctx context.Context, log *slog.Logger, r Repo, want st
 		rr.Objects = objects
 		if err == nil {
 			err = verify(r.Path, want, got)
+			if s.NoClean && got != nil && got.Tree == "dirty" && got.equal(want) {
+				rr.Head, rr.Refs, rr.State, rr.Duration = got.Head, len(got.Refs), StateDirty, time.Since(start)
+				return rr, &RepoError{Path: r.Path, Target: s.Target, Attempts: rr.Attempts, Err: &DirtyError{Path: r.Path}}
+			}
 		}
 		if err == nil {
-			rr.Head, rr.Refs, rr.Duration = got.Head, len(got.Refs), time.Since(start)
+			rr.Head, rr.Refs, rr.Duration, rr.State = got.Head, len(got.Refs), time.Since(start), StateVerified
 			log.Info("repo synced", "repo", r.Path, "objects", objects, "bytes", rr.Bytes, "attempts", rr.Attempts, "duration", rr.Duration)
 			return rr, nil
 		}
 		if rr.Attempts >= s.attempts() || !retryable(err) || ctx.Err() != nil {
 			rr.Duration = time.Since(start)
-			return rr, &RepoError{Path: r.Path, Attempts: rr.Attempts, Err: err}
+			return rr, &RepoError{Path: r.Path, Target: s.Target, Attempts: rr.Attempts, Err: err}
 		}
-		log.Warn("retrying repo", "repo", r.Path, "attempt", rr.Attempts, "err", err)
-		states, perr := s.probe(ctx, []string{r.Path})
+		log.Warn("retrying repo", "repo", r.Path, "pod", s.Target.String(), "attempt", rr.Attempts, "err", err)
+		s.progress(Progress{Repo: r.Path, Phase: PhaseRetrying})
+		states, perr := s.probe(ctx, []string{r.Path}, false)
 		if perr != nil {
 			// Try again anyway: the push does compare-and-swap against
 			// what it believes the pod has, so a wrong belief fails safely.
@@ -399,7 +657,20 @@ func verify(path string, want state, got *podState) error {
 	for name, oid := range g {
 		return &VerifyError{Path: path, Ref: name, Want: "", Got: oid}
 	}
+	switch {
+	case got.Tree == "clean":
+	case got.Tree == "none" && !wantsCheckout(want):
+	default:
+		return &VerifyError{Path: path, Ref: "working tree", Want: "clean", Got: got.Tree}
+	}
 	return nil
+}
+
+// wantsCheckout reports whether want's HEAD names a commit, so the repo
+// has a working tree to check out.
+func wantsCheckout(want state) bool {
+	head, ok := strings.CutPrefix(want.Head, "ref: ")
+	return !ok || slices.ContainsFunc(want.Refs, func(r ref) bool { return r.Name == head })
 }
 
 const zeroOID = "0000000000000000000000000000000000000000"
@@ -527,10 +798,19 @@ func (s *Syncer) push(ctx context.Context, r Repo, want, have state, digest stri
 	}
 	header := fmt.Sprintf("%s\n%s\n%s\n", mode, want.Head, updates.String())
 	var stdout bytes.Buffer
-	cmd := []string{"sh", "-c", applyScript, "kubepool-gitsync", s.Dest, r.Path, digest}
+	keep := ""
+	if s.NoClean {
+		keep = "keep"
+	}
+	cmd := []string{"sh", "-c", applyScript, "kubepool-gitsync", s.Dest, r.Path, digest, keep}
+	var stdin io.Reader = io.MultiReader(strings.NewReader(header), pack)
+	if s.Progress != nil {
+		stdin = &progressReader{r: stdin, report: func(n int64) { s.progress(Progress{Repo: r.Path, Phase: PhaseSending, Bytes: n}) }}
+	}
 	runErr := s.Exec.Run(ctx, s.Target, cmd, podexec.Options{
-		Stdin:  io.MultiReader(strings.NewReader(header), pack),
-		Stdout: &stdout,
+		Stdin:        stdin,
+		Stdout:       &stdout,
+		StallTimeout: s.stall(),
 	})
 	if packCmd != nil {
 		if runErr != nil {
@@ -541,13 +821,38 @@ func (s *Syncer) push(ctx context.Context, r Repo, want, have state, digest stri
 		}
 	}
 	if runErr != nil {
-		return nil, objects, sent.Load(), execErr(runErr)
+		// An exec whose status did not come, but whose output is
+		// complete, did its work: verify decides.
+		var ns *podexec.NoStatusError
+		if errors.As(runErr, &ns) && !ns.StdinLeft {
+			if states, err := parseStates(bytes.NewReader(stdout.Bytes())); err == nil && states[r.Path] != nil {
+				return states[r.Path], objects, sent.Load(), nil
+			}
+		}
+		return nil, objects, sent.Load(), s.scriptErr(runErr)
 	}
 	states, err := parseStates(&stdout)
 	if err != nil {
 		return nil, objects, sent.Load(), fmt.Errorf("reading back repo state from pod %s: %w", s.Target, err)
 	}
 	return states[r.Path], objects, sent.Load(), nil
+}
+
+// progressReader reports the bytes read through it, at most every 64 KiB.
+type progressReader struct {
+	r      io.Reader
+	n, at  int64
+	report func(int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if p.n-p.at >= 64<<10 || err != nil {
+		p.at = p.n
+		p.report(p.n)
+	}
+	return n, err
 }
 
 type countingReader struct {
@@ -559,4 +864,86 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// CheckError is a Check that found repos not in their source's state.
+type CheckError struct {
+	Target podexec.Target
+	// Repos are the paths of the repos not verified, with their states.
+	Repos map[string]State
+}
+
+func (e *CheckError) Error() string {
+	paths := slices.Sorted(maps.Keys(e.Repos))
+	parts := make([]string, 0, min(len(paths), 5))
+	for _, p := range paths[:min(len(paths), 5)] {
+		parts = append(parts, fmt.Sprintf("%s %s", p, e.Repos[p]))
+	}
+	more := ""
+	if len(paths) > 5 {
+		more = fmt.Sprintf(", and %d more", len(paths)-5)
+	}
+	return fmt.Sprintf("%d repos in pod %s are not their source's: %s%s", len(paths), e.Target, strings.Join(parts, ", "), more)
+}
+
+// Check compares the repos in the pod with their sources and changes
+// nothing, in the pod or here: each repo's State is StateVerified when
+// its refs, HEAD and working tree are the source's and its last sync
+// did not stop half way. It returns a *CheckError when any repo is not verified.
+func (s *Syncer) Check(ctx context.Context, repos []Repo) (*Result, error) {
+	if s.Exec == nil || s.Target.Pod == "" || s.Target.Namespace == "" {
+		return nil, errors.New("gitsync: Syncer needs Exec and a Target with Namespace and Pod")
+	}
+	paths := make([]string, len(repos))
+	for i, r := range repos {
+		p, err := cleanRelPath(r.Path)
+		if err != nil {
+			return nil, err
+		}
+		paths[i] = p
+	}
+	local := make([]state, len(repos))
+	localErr := make([]error, len(repos))
+	var remote map[string]*podState
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.parallel() + 1)
+	g.Go(func() error {
+		var err error
+		remote, err = s.probe(gctx, paths, false)
+		return err
+	})
+	for i, r := range repos {
+		g.Go(func() error {
+			local[i], localErr[i] = localState(gctx, r.Dir)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	res := &Result{Repos: make([]RepoResult, len(repos))}
+	bad := map[string]State{}
+	for i, p := range paths {
+		rr := RepoResult{Path: p}
+		have := remote[p]
+		switch {
+		case localErr[i] != nil:
+			rr.State, rr.Error = StateUnknown, localErr[i].Error()
+		default:
+			rr.State = describe(local[i], have)
+		}
+		if have != nil && have.Exists {
+			rr.Head, rr.Refs = have.Head, len(have.Refs)
+		}
+		rr.UpToDate = rr.State == StateVerified
+		rr.WasPartial = have != nil && have.Partial
+		if rr.State != StateVerified {
+			bad[p] = rr.State
+		}
+		res.Repos[i] = rr
+	}
+	if len(bad) > 0 {
+		return res, &CheckError{Target: s.Target, Repos: bad}
+	}
+	return res, nil
 }

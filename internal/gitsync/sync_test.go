@@ -26,11 +26,13 @@ type localRunner struct {
 	// that many bytes and fail like a broken stream.
 	cutAfter int64
 	cuts     int
+	// env is added to the environment of the next runs.
+	env []string
 }
 
 func (l *localRunner) Run(ctx context.Context, t podexec.Target, cmd []string, o podexec.Options) error {
 	c := exec.CommandContext(ctx, cmd[0], cmd[1:]...)
-	c.Env = gittest.Env()
+	c.Env = append(gittest.Env(), l.env...)
 	stdin := o.Stdin
 	cut := false
 	if l.cuts > 0 && stdin != nil {
@@ -185,7 +187,7 @@ type cutPushes struct {
 }
 
 func (c *cutPushes) Run(ctx context.Context, t podexec.Target, cmd []string, o podexec.Options) error {
-	if c.n > 0 && strings.Contains(cmd[2], "kubepool-incoming") {
+	if c.n > 0 && strings.Contains(cmd[2], "update-ref --no-deref --stdin") {
 		c.n--
 		c.cuts = 1
 	}

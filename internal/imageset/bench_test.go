@@ -81,7 +81,7 @@ func BenchmarkImageSet(b *testing.B) {
 		for b.Loop() {
 			n++
 			c := newClient(b, RegistryOptions{})
-			if _, err := c.Promote(b.Context(), w.images, PromoteOptions{From: w.hashes[n], To: fmt.Sprintf("bench-%d", n)}); err != nil {
+			if _, err := c.Promote(b.Context(), SourcesFromImages(w.images, w.hashes[n]), PromoteOptions{To: fmt.Sprintf("bench-%d", n)}); err != nil {
 				b.Fatal(err)
 			}
 			s := c.Stats()

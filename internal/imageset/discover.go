@@ -224,7 +224,7 @@ func (c *Client) discoverOne(ctx context.Context, img Image, opts DiscoverOption
 		if isNotFound(err) {
 			return nil, &dropError{fmt.Sprintf("no tag %q", mov)}
 		}
-		return nil, fmt.Errorf("resolving %s: %w", ref, err)
+		return nil, c.headError(ctx, ref, err)
 	}
 	digest := desc.Digest
 	res := &Resolved{Image: ref.String(), Digest: digest.String()}
@@ -257,7 +257,7 @@ func (c *Client) discoverOne(ctx context.Context, img Image, opts DiscoverOption
 	}
 	tags, err := c.puller.List(ctx, ref.Context())
 	if err != nil {
-		return nil, fmt.Errorf("listing tags of %s: %w", ref.Context(), err)
+		return nil, c.wrap("GET tags/list", ref, err)
 	}
 	var candidates []string
 	for _, t := range tags {
@@ -299,7 +299,7 @@ func (c *Client) sameDigest(ctx context.Context, img Image, tag string, want v1.
 		if isNotFound(err) {
 			return &dropError{fmt.Sprintf("tag %q does not exist", tag)}
 		}
-		return fmt.Errorf("resolving %s: %w", ref, err)
+		return c.headError(ctx, ref, err)
 	}
 	if d.Digest != want {
 		return &dropError{fmt.Sprintf("tag %q has digest %s, not %s", tag, d.Digest, want)}

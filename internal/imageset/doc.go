@@ -5,20 +5,30 @@
 //
 // It lists and renders sets (with a Heat environment file that points every
 // image parameter at its reference), discovers in a registry which
-// immutable tag a moving tag points at, and promotes a whole set from one
-// tag to another, all or nothing.
+// immutable tag a moving tag points at (and writes the set pinned by
+// digest: a lock file), and promotes a set to a tag: every image to the
+// digest it was tested at. A promotion writes its plan to a [Journal]
+// first; on return either every target has its new digest, or the journal
+// says which have not and promoting again finishes them.
 //
-// Templates are rendered by github.com/nikolalohinski/gonja/v2; {% set %},
-// {% if %}, {% for %}, {% include %} and filters such as default work as in
-// Jinja2. A parameter the template prints without setting or defaulting it
-// must be given ([ErrMissingParameter]); a --set or parameters-file key the
-// template never reads is an error ([ErrUnknownParameter]). Keys of a
-// ContainerImagePrepare entry's set that the template does not read are
-// ignored, since TripleO writes every key for every template version.
+// Templates are rendered by github.com/nikolalohinski/gonja/v2 with Python
+// Jinja2's semantics for what TripleO's templates use: a name not given is
+// undefined (false when tested, replaced by default()), a null one is
+// none; {% include %} is relative to the template. An undefined name that
+// is printed is an error naming file and line ([ErrMissingParameter]).
+//
+// [Source.Prepare] does what TripleO's `container image prepare` does:
+// TripleO's defaults by release ([Releases], [PickDefaults]), Heat
+// environment files merged in order, each ContainerImagePrepare entry
+// rendered with its set filled from the defaults and TripleO's rules
+// (prefix and suffix hyphens, includes over excludes, the neutron driver,
+// tag_from_label), and the Heat environment TripleO would write.
+// [Client.Copy] performs push_destination, all or nothing.
 //
 // Registry access ([Client]) uses go-containerregistry: credentials from
-// docker config.json and credential helpers (authn.DefaultKeychain), basic
-// and token auth, a custom CA or plain HTTP (always for localhost and
+// --creds, --authfile or $REGISTRY_AUTH_FILE, then docker config.json and
+// credential helpers (errors say which were sent, from where, and what to
+// do: [RegistryError]), basic and token auth, a custom CA or plain HTTP (always for localhost and
 // loopback), retries with backoff on 408/429/5xx, bounded concurrency and an
 // optional per-registry request rate.
 //
@@ -27,12 +37,10 @@
 // # Usage: kubepool images
 //
 // Every command takes the template (-t/--template FILE) and its parameters:
-// --set key=value (repeatable), --params FILE (a YAML mapping) and
-// --prepare-env FILE (a TripleO environment with ContainerImagePrepare: its
-// set, includes, excludes and tag_from_label). --set wins over the
-// ContainerImagePrepare set, which wins over --params. Filters:
-// --include/--exclude REGEX and --service NAME (NovaApi or
-// OS::TripleO::Services::NovaApi).
+// --defaults RELEASE|FILE, -e FILE (repeatable), --params FILE (a YAML
+// mapping over the defaults) and --set key=value (YAML, over every
+// ContainerImagePrepare entry's set). Filters: --include/--exclude REGEX
+// and --service NAME (NovaApi or OS::TripleO::Services::NovaApi).
 //
 //	# image names for build tools, one per line (--refs for full references)
 //	kubepool images list -t overcloud_containers.yaml.j2 --set tag=current-tripleo
@@ -46,20 +54,23 @@
 //	    --moving-tag current-tripleo --images-file resolved.yaml \
 //	    --env-file resolved-env.yaml --missing-report missing.yaml --require-consensus
 //
-//	# promote the tested set, all or nothing
-//	kubepool images promote -t overcloud_containers.yaml.j2 --params params.yaml \
-//	    --from 0123456789abcdef0123456789abcdef01234567 --to current-passed-ci \
-//	    --lock-file promoted.lock [--dry-run]
+//	# pin the tested set, then promote exactly it
+//	kubepool images discover -t overcloud_containers.yaml.j2 --params params.yaml \
+//	    --moving-tag current-tripleo --lock-file tested.lock
+//	kubepool images promote --from-lock tested.lock --to current-passed-ci \
+//	    --lock-file promoted.lock [--dry-run | --resume | --rollback]
 //
 // discover drops images that lack the moving tag and reports them
 // (--require-all makes that fatal); it matches by digest among the tags
 // that --tag-pattern selects (default: 40 hex digits, optional _suffix), or
 // reads the tag from a label with --tag-from-label rdo_version or
 // "{version}-{release}". promote checks every source and records every
-// target, writes the targets (a manifest PUT of the same bytes: no blob
-// moves; multi-arch indexes whole; --destination copies to another
-// registry/namespace, mounting blobs where it can), verifies them, and on
-// any failure puts every target back as it was. Listings take
-// -o table|json|yaml; registry flags are --ca-file, --insecure, --jobs,
-// --rps and --retries.
+// target, writes the plan to the journal, writes the targets (a manifest
+// PUT of the same bytes: no blob moves; multi-arch indexes whole;
+// --destination copies to another registry/namespace, mounting blobs where
+// it can) and verifies each by the digest the registry answers; an
+// interrupted promotion is finished by running it again (exit 3 until
+// then), or undone with --rollback, which names the new tags a registry
+// cannot delete. Listings take -o table|json|yaml; registry flags are
+// --ca-file, --insecure, --jobs, --rps, --retries, --creds and --authfile.
 package imageset

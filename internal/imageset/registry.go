@@ -2,14 +2,18 @@ package imageset
 
 import (
 	"cmp"
+	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,10 +29,17 @@ import (
 
 // RegistryOptions configures access to registries.
 type RegistryOptions struct {
-	// Keychain finds credentials; nil means authn.DefaultKeychain (docker
-	// config.json, $DOCKER_CONFIG, credential helpers). Basic and token
+	// Keychain finds credentials; nil means kubepool's own: Creds, then
+	// AuthFile (else $REGISTRY_AUTH_FILE), then docker's config.json
+	// ($DOCKER_CONFIG or ~/.docker, with credential helpers), remembering
+	// where each registry's came from for error messages. Basic and token
 	// auth are negotiated with the registry.
 	Keychain authn.Keychain
+	// Creds is "USER:PASSWORD" for every registry (skopeo's --creds).
+	Creds string
+	// AuthFile is a containers auth.json or docker config.json to read
+	// credentials from (skopeo's --authfile); it must exist.
+	AuthFile string
 	// CAFile is a PEM bundle trusted in addition to the system roots.
 	CAFile string
 	// Insecure allows plain HTTP (and unverified TLS) for every registry.
@@ -66,6 +77,10 @@ type Client struct {
 	pusher   *remote.Pusher
 	nameOpts []name.Option
 	counter  *countingTransport
+	creds    *credentials // nil with a caller's Keychain
+
+	delMu    sync.Mutex
+	deletion map[string]*tagDeletionProbe // registry host -> probe
 }
 
 // NewClient builds a Client. It reads CAFile now.
@@ -79,8 +94,16 @@ func NewClient(opts RegistryOptions) (*Client, error) {
 	case opts.Retries < 0:
 		opts.Retries = 0
 	}
-	if opts.Keychain == nil {
-		opts.Keychain = authn.DefaultKeychain
+	var creds *credentials
+	switch {
+	case opts.Keychain != nil && (opts.Creds != "" || opts.AuthFile != ""):
+		return nil, errors.New("registry options: a Keychain and Creds or AuthFile are exclusive")
+	case opts.Keychain == nil:
+		var err error
+		if creds, err = newCredentials(opts.Creds, opts.AuthFile); err != nil {
+			return nil, err
+		}
+		opts.Keychain = creds
 	}
 	log := opts.Logger
 	if log == nil {
@@ -114,7 +137,7 @@ func NewClient(opts RegistryOptions) (*Client, error) {
 	counter := &countingTransport{next: rt, rps: opts.RequestsPerSecond, limiters: map[string]*rate.Limiter{}}
 
 	ropts := []remote.Option{
-		remote.WithTransport(&pingCache{next: counter}),
+		remote.WithTransport(&pingCache{next: putDigestRecorder{counter}}),
 		remote.WithAuthFromKeychain(opts.Keychain),
 		remote.WithJobs(opts.Jobs),
 		remote.WithUserAgent("kubepool"),
@@ -135,7 +158,8 @@ func NewClient(opts RegistryOptions) (*Client, error) {
 	if opts.Insecure {
 		nameOpts = append(nameOpts, name.Insecure)
 	}
-	return &Client{opts: opts, log: log, puller: puller, pusher: pusher, nameOpts: nameOpts, counter: counter}, nil
+	return &Client{opts: opts, log: log, puller: puller, pusher: pusher, nameOpts: nameOpts, counter: counter,
+		creds: creds, deletion: map[string]*tagDeletionProbe{}}, nil
 }
 
 // Stats returns what the client has sent so far.
@@ -303,4 +327,91 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))
 	return n, err
+}
+
+// putDigestKey carries a *string in a request's context: the manifest PUT
+// made with that context stores the Docker-Content-Digest of the answer
+// there. The registry computes that digest from the bytes it stored, so a
+// matching answer verifies the write without another request.
+type putDigestKey struct{}
+
+func withPutDigest(ctx context.Context, sink *string) context.Context {
+	return context.WithValue(ctx, putDigestKey{}, sink)
+}
+
+type putDigestRecorder struct{ next http.RoundTripper }
+
+func (p putDigestRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := p.next.RoundTrip(req)
+	if err == nil && req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/manifests/") && resp.StatusCode/100 == 2 {
+		if sink, ok := req.Context().Value(putDigestKey{}).(*string); ok {
+			*sink = resp.Header.Get("Docker-Content-Digest")
+		}
+	}
+	return resp, err
+}
+
+// TagDeletion is whether a registry can delete a tag alone (without the
+// manifest, which would take every other tag of it along).
+type TagDeletion string
+
+const (
+	TagDeletionSupported TagDeletion = "supported"
+	// TagDeletionUnsupported: the registry deletes manifests by digest
+	// only (distribution 2.x answers DELETE by tag with DIGEST_INVALID).
+	TagDeletionUnsupported TagDeletion = "unsupported"
+	// TagDeletionDisabled: the registry deletes nothing (405).
+	TagDeletionDisabled TagDeletion = "disabled"
+	TagDeletionUnknown  TagDeletion = "unknown"
+)
+
+type tagDeletionProbe struct {
+	once sync.Once
+	res  TagDeletion
+	err  error
+}
+
+// TagDeletion asks, once per registry, whether repo's registry can delete a
+// tag: a DELETE of a tag that does not exist (a random name) changes
+// nothing and tells apart "no such tag" (it can), DIGEST_INVALID (by
+// digest only) and 405 (deletion disabled).
+func (c *Client) TagDeletion(ctx context.Context, repo name.Repository) (TagDeletion, error) {
+	c.delMu.Lock()
+	p, ok := c.deletion[repo.RegistryStr()]
+	if !ok {
+		p = &tagDeletionProbe{}
+		c.deletion[repo.RegistryStr()] = p
+	}
+	c.delMu.Unlock()
+	p.once.Do(func() {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		probe := repo.Tag("kubepool-probe-" + hex.EncodeToString(b[:]))
+		err := c.pusher.Delete(ctx, probe)
+		var terr *transport.Error
+		switch {
+		case err == nil:
+			p.res = TagDeletionSupported // a registry that says yes to nothing
+		case errors.As(err, &terr):
+			switch {
+			case terr.StatusCode == http.StatusMethodNotAllowed:
+				p.res = TagDeletionDisabled
+			case slices.ContainsFunc(terr.Errors, func(d transport.Diagnostic) bool { return d.Code == transport.DigestInvalidErrorCode }):
+				p.res = TagDeletionUnsupported
+			case isNotFound(err):
+				p.res = TagDeletionSupported
+			default:
+				p.res, p.err = TagDeletionUnknown, c.wrap("DELETE manifest", probe, err)
+			}
+		default:
+			p.res, p.err = TagDeletionUnknown, c.wrap("DELETE manifest", probe, err)
+		}
+		if p.err != nil {
+			// Ask again next time: a network error says nothing.
+			c.delMu.Lock()
+			delete(c.deletion, repo.RegistryStr())
+			c.delMu.Unlock()
+		}
+	})
+	return p.res, p.err
 }

@@ -146,8 +146,9 @@ func TestRegistry(t *testing.T) {
 	t.Run("promote", func(t *testing.T) {
 		c := newClient(t, RegistryOptions{})
 		const to = "promoted"
+		journal := filepath.Join(t.TempDir(), "promote.journal")
 		before := c.Stats()
-		res, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: to})
+		res, err := c.Promote(t.Context(), SourcesFromImages(w.images, w.current), PromoteOptions{To: to, Journal: journal})
 		if err != nil {
 			t.Fatalf("Promote() = %v", err)
 		}
@@ -159,13 +160,16 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("after Promote() %s differs from %s (-from +to):\n%s", to, w.current, diff)
 		}
 		for _, s := range res.Steps {
-			if s.Action != ActionCreate {
-				t.Errorf("Promote() step %s action = %s, want create", s.Target, s.Action)
+			if s.Action != ActionCreate || s.State != StateDone {
+				t.Errorf("Promote() step %s = %s/%s, want create/done", s.Target, s.Action, s.State)
 			}
 			isIndex := strings.Contains(s.MediaType, "index")
 			if want := w.multiArch[strings.Replace(s.Source, w.current, movingTag, 1)]; isIndex != want {
 				t.Errorf("Promote() %s media type %s, want index: %v", s.Source, s.MediaType, want)
 			}
+		}
+		if _, err := os.Stat(journal); !os.IsNotExist(err) {
+			t.Errorf("journal after a complete promotion: %v, want it removed", err)
 		}
 		// The lock file names every target with its digest.
 		var lock bytes.Buffer
@@ -176,13 +180,13 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("WriteLock() has %d digests, want %d", got, len(w.images))
 		}
 		// Promoting again changes nothing.
-		res, err = c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: to})
+		res, err = c.Promote(t.Context(), SourcesFromImages(w.images, w.current), PromoteOptions{To: to, Journal: journal})
 		if err != nil {
 			t.Fatalf("Promote() again = %v", err)
 		}
 		for _, s := range res.Steps {
-			if s.Action != ActionUnchanged {
-				t.Errorf("Promote() again: %s action = %s, want unchanged", s.Target, s.Action)
+			if s.Action != ActionUnchanged || s.State != StateAlready {
+				t.Errorf("Promote() again: %s = %s/%s, want unchanged/already", s.Target, s.Action, s.State)
 			}
 		}
 	})
@@ -195,7 +199,7 @@ func TestRegistry(t *testing.T) {
 				set = append(set, img)
 			}
 		}
-		if _, err := c.Promote(t.Context(), set, PromoteOptions{From: w.hashes[1], To: "multi"}); err != nil {
+		if _, err := c.Promote(t.Context(), SourcesFromImages(set, w.hashes[1]), PromoteOptions{To: "multi"}); err != nil {
 			t.Fatalf("Promote() = %v", err)
 		}
 		for _, img := range set {
@@ -224,17 +228,25 @@ func TestRegistry(t *testing.T) {
 	t.Run("promote dry run and missing source", func(t *testing.T) {
 		c := newClient(t, RegistryOptions{})
 		before := digests(t, w.images, passedTag)
-		res, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: passedTag, DryRun: true})
+		res, err := c.Promote(t.Context(), SourcesFromImages(w.images, w.current), PromoteOptions{To: passedTag, DryRun: true})
 		if err != nil {
 			t.Fatalf("Promote(dry run) = %v", err)
 		}
 		for _, s := range res.Steps {
-			if s.Action != ActionUpdate || s.Previous == "" {
-				t.Errorf("Promote(dry run) %s = %s from %q, want update from the old digest", s.Target, s.Action, s.Previous)
+			if s.Action != ActionUpdate || s.Previous == "" || s.State != StatePlanned {
+				t.Errorf("Promote(dry run) %s = %s/%s from %q, want a planned update from the old digest", s.Target, s.Action, s.State, s.Previous)
 			}
 		}
+		// To a new tag: the dry run says distribution 2.8 cannot delete it.
+		res, err = c.Promote(t.Context(), SourcesFromImages(w.images[:2], w.current), PromoteOptions{To: "dry-new", DryRun: true})
+		if err != nil {
+			t.Fatalf("Promote(dry run, new tag) = %v", err)
+		}
+		if got := res.TagDeletion[w.reg.Host]; got != TagDeletionUnsupported {
+			t.Errorf("Promote(dry run).TagDeletion[%s] = %q, want %q", w.reg.Host, got, TagDeletionUnsupported)
+		}
 		// current-tripleo is missing on some images: nothing may change.
-		_, err = c.Promote(t.Context(), w.images, PromoteOptions{From: movingTag, To: passedTag})
+		_, err = c.Promote(t.Context(), SourcesFromImages(w.images, movingTag), PromoteOptions{To: passedTag})
 		if !errors.Is(err, ErrSourceMissing) {
 			t.Fatalf("Promote(from %s) = %v, want ErrSourceMissing", movingTag, err)
 		}
@@ -243,80 +255,130 @@ func TestRegistry(t *testing.T) {
 		}
 	})
 
-	t.Run("promote rollback", func(t *testing.T) {
+	// A PUT that fails leaves the journal; the same promotion again
+	// finishes it, writing only the targets not yet right.
+	t.Run("promote resumes after a failed put", func(t *testing.T) {
 		for _, failAt := range []int{1, 45, len(w.images)} {
 			t.Run(fmt.Sprintf("fail PUT %d", failAt), func(t *testing.T) {
-				before := digests(t, w.images, passedTag)
-				log := &requestLog{}
-				c := newClient(t, RegistryOptions{WrapTransport: func(next http.RoundTripper) http.RoundTripper {
-					return failNthManifestPut(failAt)(log.wrap(next))
-				}})
-				res, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: passedTag})
+				to := fmt.Sprintf("resume-%d", failAt)
+				journal := filepath.Join(t.TempDir(), "promote.journal")
+				sources := SourcesFromImages(w.images, w.hashes[3])
+				c := newClient(t, RegistryOptions{Retries: -1, Jobs: 1, WrapTransport: failNthManifestPut(failAt)})
+				res, err := c.Promote(t.Context(), sources, PromoteOptions{To: to, Journal: journal})
 				var perr *PromoteError
 				if !errors.As(err, &perr) {
 					t.Fatalf("Promote() = %v, want a *PromoteError", err)
 				}
-				if len(perr.Restored) == 0 {
-					t.Errorf("Promote() restored no target, want the ones written before the failure")
-				}
-				// The check phase only asks targets for their digest; a
-				// target that is put back has its old manifest fetched by
-				// that digest.
-				if n := log.count(http.MethodGet, "/manifests/"+passedTag); n != 0 {
-					t.Errorf("Promote() fetched %d target manifests by tag, want 0 (HEAD only)", n)
-				}
-				restored := map[string]bool{}
-				for _, target := range perr.Restored {
-					restored[target] = true
-				}
-				for _, s := range res.Steps {
-					if !restored[s.Target] {
-						continue
-					}
-					if s.Previous == "" || s.Previous == s.Digest {
-						t.Fatalf("step %s: previous %q, digest %s: want an update", s.Target, s.Previous, s.Digest)
-					}
-					path := "/v2/" + s.tgt.RepositoryStr() + "/manifests/" + s.Previous
-					if n := log.count(http.MethodGet, path); n != 1 {
-						t.Errorf("restoring %s: GET %s %d times, want once", s.Target, path, n)
-					}
-				}
 				if !errors.Is(err, errInjected) {
 					t.Errorf("Promote() = %v, want it to wrap the injected error", err)
 				}
-				if len(perr.Unrestored) > 0 {
-					t.Errorf("Promote() left %d targets unrestored: %v", len(perr.Unrestored), perr.Unrestored)
+				// One job: the targets before the failure are done, the
+				// failed one is pending, and so are the others (they are
+				// still tried: one PUT's failure is not theirs).
+				if got, want := res.Count(StateDone), len(w.images)-1; got != want {
+					t.Errorf("Promote() done %d, want %d", got, want)
 				}
-				if diff := cmp.Diff(before, digests(t, w.images, passedTag)); diff != "" {
-					t.Errorf("rollback did not restore every target (-before +after):\n%s", diff)
+				if perr.Pending != 1 || perr.ErrorsFile == "" {
+					t.Errorf("PromoteError = %+v, want 1 pending and an errors file", perr)
+				}
+				if _, err := os.Stat(journal); err != nil {
+					t.Fatalf("journal after a failed promotion: %v", err)
+				}
+				log := &requestLog{}
+				c = newClient(t, RegistryOptions{WrapTransport: log.wrap})
+				res, err = c.Promote(t.Context(), sources, PromoteOptions{To: to, Journal: journal})
+				if err != nil {
+					t.Fatalf("Promote() again = %v", err)
+				}
+				if !res.Resumed || res.Count(StateDone) != 1 || res.Count(StateAlready) != len(w.images)-1 {
+					t.Errorf("Promote() again: resumed %v, %d done, %d already; want resumed, 1 and %d", res.Resumed, res.Count(StateDone), res.Count(StateAlready), len(w.images)-1)
+				}
+				if n := log.count(http.MethodPut, "/manifests/"+to); n != 1 {
+					t.Errorf("Promote() again sent %d manifest PUTs, want 1 (the failed target only)", n)
+				}
+				if diff := cmp.Diff(digests(t, w.images, w.hashes[3]), digests(t, w.images, to)); diff != "" {
+					t.Errorf("after resuming, %s differs from its source (-source +target):\n%s", to, diff)
+				}
+				if _, err := os.Stat(journal); !os.IsNotExist(err) {
+					t.Errorf("journal after resuming: %v, want it removed", err)
 				}
 			})
 		}
 	})
 
-	t.Run("promote rollback of created tags keeps sources", func(t *testing.T) {
-		const to = "fresh"
+	t.Run("promote rollback", func(t *testing.T) {
+		before := digests(t, w.images, passedTag)
 		sources := digests(t, w.images, w.current)
-		c := newClient(t, RegistryOptions{WrapTransport: failNthManifestPut(30)})
-		_, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: to})
-		var perr *PromoteError
-		if !errors.As(err, &perr) {
-			t.Fatalf("Promote() = %v, want a *PromoteError", err)
+		journal := filepath.Join(t.TempDir(), "promote.journal")
+		c := newClient(t, RegistryOptions{Retries: -1, Jobs: 1, WrapTransport: failNthManifestPut(45)})
+		if _, err := c.Promote(t.Context(), SourcesFromImages(w.images, w.current), PromoteOptions{To: passedTag, Journal: journal}); err == nil {
+			t.Fatalf("Promote() with a failing PUT = nil, want an error")
 		}
-		// A created tag is deleted where the registry can delete a tag
-		// alone; otherwise it is reported, never "restored" by deleting
-		// the manifest (which would take the source tag with it).
-		after := digests(t, w.images, to)
-		for img, d := range after {
-			target := strings.Replace(img, ":"+movingTag, ":"+to, 1)
-			if _, reported := perr.Unrestored[target]; d != "" && !reported {
-				t.Errorf("target %s left at %s and not reported", target, d)
-			}
+		if diff := cmp.Diff(before, digests(t, w.images, passedTag)); diff == "" {
+			t.Fatalf("Promote() changed nothing before failing; the test needs a half-done promotion")
+		}
+		log := &requestLog{}
+		c = newClient(t, RegistryOptions{WrapTransport: log.wrap})
+		res, err := c.RollbackJournal(t.Context(), journal)
+		if err != nil {
+			t.Fatalf("RollbackJournal() = %v", err)
+		}
+		if len(res.Restored) != len(w.images)-1 || len(res.Unchanged) != 1 {
+			t.Errorf("RollbackJournal() restored %d, unchanged %d; want %d and 1", len(res.Restored), len(res.Unchanged), len(w.images)-1)
+		}
+		if diff := cmp.Diff(before, digests(t, w.images, passedTag)); diff != "" {
+			t.Errorf("rollback did not restore every target (-before +after):\n%s", diff)
 		}
 		if diff := cmp.Diff(sources, digests(t, w.images, w.current)); diff != "" {
 			t.Errorf("rollback changed source tags (-before +after):\n%s", diff)
 		}
-		t.Logf("created tags: %d restored (deleted), %d reported unrestored", len(perr.Restored), len(perr.Unrestored))
+		// Each restored target: HEAD (where is it now), GET the old
+		// manifest by digest, PUT it.
+		if got, want := len(log.all())-log.count(http.MethodGet, "/v2/"), 1*len(w.images)+2*len(res.Restored); got != want {
+			t.Errorf("RollbackJournal() sent %d requests besides /v2/, want %d", got, want)
+		}
+		if _, err := os.Stat(journal); !os.IsNotExist(err) {
+			t.Errorf("journal after rollback: %v, want it removed", err)
+		}
+	})
+
+	t.Run("promote rollback of created tags names them", func(t *testing.T) {
+		const to = "fresh"
+		sources := digests(t, w.images, w.current)
+		journal := filepath.Join(t.TempDir(), "promote.journal")
+		c := newClient(t, RegistryOptions{Retries: -1, Jobs: 1, WrapTransport: failNthManifestPut(30)})
+		if _, err := c.Promote(t.Context(), SourcesFromImages(w.images, w.current), PromoteOptions{To: to, Journal: journal}); err == nil {
+			t.Fatalf("Promote() with a failing PUT = nil, want an error")
+		}
+		c = newClient(t, RegistryOptions{})
+		res, err := c.RollbackJournal(t.Context(), journal)
+		if err != nil {
+			t.Fatalf("RollbackJournal() = %v", err)
+		}
+		// distribution 2.8 cannot delete a tag alone: every created tag is
+		// named, with how to remove it; none is "restored" by deleting
+		// its manifest (which would take the source tag with it).
+		var left []string
+		for _, u := range res.Unremovable {
+			left = append(left, u.Target)
+			if u.Reason != TagDeletionUnsupported || !strings.Contains(u.How, "_manifests/tags/"+to) {
+				t.Errorf("Unremovable %s = %s, %q; want unsupported and the tag's directory", u.Target, u.Reason, u.How)
+			}
+		}
+		var written []string
+		for img, d := range digests(t, w.images, to) {
+			if d != "" {
+				written = append(written, strings.Replace(img, ":"+movingTag, ":"+to, 1))
+			}
+		}
+		sort.Strings(left)
+		sort.Strings(written)
+		if diff := cmp.Diff(written, left); diff != "" {
+			t.Errorf("RollbackJournal() unremovable tags (-written +reported):\n%s", diff)
+		}
+		if diff := cmp.Diff(sources, digests(t, w.images, w.current)); diff != "" {
+			t.Errorf("rollback changed source tags (-before +after):\n%s", diff)
+		}
 	})
 
 	// What discover and promote ask the registry: the version check once
@@ -363,25 +425,25 @@ func TestRegistry(t *testing.T) {
 		log = &requestLog{}
 		c = newClient(t, RegistryOptions{WrapTransport: log.wrap})
 		const to = "requests"
-		if _, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.hashes[2], To: to}); err != nil {
+		if _, err := c.Promote(t.Context(), SourcesFromImages(w.images, w.hashes[2]), PromoteOptions{To: to, Journal: filepath.Join(t.TempDir(), "j")}); err != nil {
 			t.Fatalf("Promote() = %v", err)
 		}
 		pings(t, log)
-		// Per image: GET the source, HEAD the target (check), PUT it,
-		// HEAD it (verify).
+		// Per image: GET the source, HEAD the target (check), PUT it
+		// (its answer's Docker-Content-Digest verifies it).
 		for _, want := range []struct {
 			method, suffix string
 			n              int
 		}{
 			{http.MethodGet, "/manifests/" + w.hashes[2], len(w.images)},
-			{http.MethodHead, "/manifests/" + to, 2 * len(w.images)},
+			{http.MethodHead, "/manifests/" + to, len(w.images)},
 			{http.MethodPut, "/manifests/" + to, len(w.images)},
 		} {
 			if got := log.count(want.method, want.suffix); got != want.n {
 				t.Errorf("Promote() sent %s …%s %d times, want %d", want.method, want.suffix, got, want.n)
 			}
 		}
-		if got, want := len(log.all())-log.count(http.MethodGet, "/v2/"), 4*len(w.images); got != want {
+		if got, want := len(log.all())-log.count(http.MethodGet, "/v2/"), 3*len(w.images); got != want {
 			t.Errorf("Promote() sent %d requests besides /v2/, want %d", got, want)
 		}
 	})
@@ -463,32 +525,73 @@ func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { re
 
 func TestRegistryAuth(t *testing.T) {
 	w := seedWorldAuth(t)
+	host := w.reg.Host
+	good := fmt.Sprintf(`{"auths":{%q:{"username":"ci","password":"s3cret"}}}`, host)
+	bad := fmt.Sprintf(`{"auths":{%q:{"username":"ci","password":"nope"}}}`, host)
+	other := `{"auths":{"other.example:5000":{"username":"ci","password":"s3cret"}}}`
 	tests := []struct {
-		name    string
-		config  string // docker config.json; "" for none
-		wantErr bool
+		name     string
+		config   string // docker config.json; "" for none
+		authFile string // contents of --authfile
+		envFile  string // contents of $REGISTRY_AUTH_FILE
+		creds    string
+		// wantErr are parts of the error; none means success.
+		wantErr []string
 	}{
-		{"no credentials", "", true},
-		{"wrong password", fmt.Sprintf(`{"auths":{%q:{"username":"ci","password":"nope"}}}`, w.reg.Host), true},
-		{"docker config", fmt.Sprintf(`{"auths":{%q:{"username":"ci","password":"s3cret"}}}`, w.reg.Host), false},
+		{name: "no credentials", wantErr: []string{"registry " + host, "401", "no credentials sent", "config.json (absent)", "docker login " + host, "--creds", "--authfile"}},
+		{name: "wrong password", config: bad, wantErr: []string{"registry " + host, "credentials sent, from ", "config.json", "refused", "docker login " + host}},
+		{name: "credentials for another host", config: other, wantErr: []string{"registry " + host, "no credentials sent: none for this registry", "other.example:5000", "docker login " + host}},
+		{name: "wrong --creds", config: good, creds: "ci:nope", wantErr: []string{"credentials sent, from --creds"}},
+		{name: "wrong REGISTRY_AUTH_FILE", envFile: bad, wantErr: []string{"credentials sent, from REGISTRY_AUTH_FILE="}},
+		{name: "docker config", config: good},
+		{name: "--creds", creds: "ci:s3cret"},
+		{name: "--authfile", authFile: good, config: bad},
+		{name: "REGISTRY_AUTH_FILE", envFile: good},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if tt.config != "" {
-				if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(tt.config), 0o600); err != nil {
+			write := func(name, body string) string {
+				p := filepath.Join(dir, name)
+				if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 					t.Fatal(err)
 				}
+				return p
+			}
+			if tt.config != "" {
+				write("config.json", tt.config)
+			}
+			opts := RegistryOptions{Retries: -1, Creds: tt.creds}
+			if tt.authFile != "" {
+				opts.AuthFile = write("auth.json", tt.authFile)
+			}
+			t.Setenv("REGISTRY_AUTH_FILE", "")
+			if tt.envFile != "" {
+				t.Setenv("REGISTRY_AUTH_FILE", write("env-auth.json", tt.envFile))
 			}
 			t.Setenv("DOCKER_CONFIG", dir)
-			c, err := NewClient(RegistryOptions{Retries: -1}) // authn.DefaultKeychain
+			c, err := NewClient(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			res, err := c.Discover(t.Context(), w.images, DiscoverOptions{})
-			if tt.wantErr {
+			if len(tt.wantErr) > 0 {
 				if err == nil {
 					t.Fatalf("Discover() = %+v, want an auth error", res)
+				}
+				if KindOf(err) != KindAuth {
+					t.Errorf("KindOf(%v) = %s, want auth", err, KindOf(err))
+				}
+				for _, s := range tt.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("Discover() error lacks %q:\n%v", s, err)
+					}
+				}
+				t.Logf("%v", err)
+				// Promote says the same, and changes nothing.
+				_, perr := c.Promote(t.Context(), SourcesFromImages(w.images, w.current), PromoteOptions{To: "auth-denied"})
+				if perr == nil || !strings.Contains(perr.Error(), "nothing was changed") || !strings.Contains(perr.Error(), "registry "+host) {
+					t.Errorf("Promote() = %v, want the auth error and nothing changed", perr)
 				}
 				return
 			}
@@ -498,8 +601,69 @@ func TestRegistryAuth(t *testing.T) {
 			if len(res.Resolved) != len(w.images) {
 				t.Errorf("Discover() resolved %d, want %d", len(res.Resolved), len(w.images))
 			}
-			if _, err := c.Promote(t.Context(), w.images, PromoteOptions{From: w.current, To: "auth-promoted"}); err != nil {
+			if _, err := c.Promote(t.Context(), SourcesFromImages(w.images, w.current), PromoteOptions{To: "auth-promoted"}); err != nil {
 				t.Errorf("Promote() = %v", err)
+			}
+		})
+	}
+	if _, err := NewClient(RegistryOptions{AuthFile: filepath.Join(t.TempDir(), "none.json")}); err == nil || !strings.Contains(err.Error(), "--authfile") {
+		t.Errorf("NewClient(missing --authfile) = %v, want an error naming --authfile", err)
+	}
+	if _, err := NewClient(RegistryOptions{Creds: "nocolon"}); err == nil || !strings.Contains(err.Error(), "USER:PASSWORD") {
+		t.Errorf("NewClient(--creds nocolon) = %v, want an error naming the format", err)
+	}
+}
+
+// TestRegistryServerErrors: a 5xx answer's error body is in the message.
+// (A real registry answers 500 only when its storage fails: a fake server
+// stands in.)
+func TestRegistryServerErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, contentType, body string
+		status                  int
+		want                    string
+	}{
+		{"distribution json", "application/json", `{"errors":[{"code":"UNKNOWN","message":"unknown error","detail":{"reason":"filesystem: no space left on device"}}]}`, 500,
+			"500 Internal Server Error: UNKNOWN: unknown error (map[reason:filesystem: no space left on device])"},
+		{"proxy html", "text/html", "<html><body>502 Bad Gateway: upstream registry down</body></html>", 502, "upstream registry down"},
+		// The source reads; the target's HEAD fails, and its body is
+		// fetched with a GET.
+		{"head", "application/json", `{"errors":[{"code":"UNKNOWN","message":"unknown error","detail":"s3: SlowDown"}]}`, 503,
+			"HEAD manifest (then GET for the error body) " + "HOST/ns/a:x: 503 Service Unavailable: UNKNOWN: unknown error (s3: SlowDown)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/v2/" {
+					return
+				}
+				if tt.name == "head" && strings.HasSuffix(r.URL.Path, "/manifests/tested") {
+					w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+					fmt.Fprint(w, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`)
+					return
+				}
+				w.Header().Set("Content-Type", tt.contentType)
+				w.WriteHeader(tt.status)
+				fmt.Fprint(w, tt.body)
+			}))
+			defer srv.Close()
+			host := strings.TrimPrefix(srv.URL, "http://")
+			c := newClient(t, RegistryOptions{Retries: -1})
+			_, err := c.Promote(t.Context(), []PromoteSource{{Ref: host + "/ns/a:tested"}}, PromoteOptions{To: "x"})
+			if err == nil {
+				t.Fatal("Promote() against a failing registry = nil")
+			}
+			op := "GET manifest " + host + "/ns/a:tested"
+			if tt.name == "head" {
+				op = ""
+			}
+			for _, s := range []string{"registry " + host, op, strings.ReplaceAll(tt.want, "HOST", host), "see its log"} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("Promote() error lacks %q:\n%v", s, err)
+				}
+			}
+			t.Logf("%v", err)
+			if KindOf(err) != KindServer {
+				t.Errorf("KindOf() = %s, want server", KindOf(err))
 			}
 		})
 	}

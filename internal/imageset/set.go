@@ -3,10 +3,13 @@ package imageset
 import (
 	"fmt"
 	"io"
+	"maps"
+	"net"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
-	"unicode"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"gopkg.in/yaml.v3"
@@ -72,22 +75,9 @@ func shortName(imageName, prefix, suffix string) string {
 }
 
 // heatParams returns the Heat parameters that take this image: those the
-// template lists, or, for templates without params (2017), one derived
-// from the short name: "nova-api" -> ContainerNovaApiImage.
-func (img Image) heatParams() []string {
-	if len(img.Params) > 0 {
-		return img.Params
-	}
-	var b strings.Builder
-	b.WriteString("Container")
-	for _, part := range strings.FieldsFunc(img.Name(), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
-		rs := []rune(part)
-		rs[0] = unicode.ToUpper(rs[0])
-		b.WriteString(string(rs))
-	}
-	b.WriteString("Image")
-	return []string{b.String()}
-}
+// template lists under params. TripleO writes no parameter for an entry
+// without params, and neither does kubepool.
+func (img Image) heatParams() []string { return img.Params }
 
 // Filter selects images from a set. An image is kept if it matches any
 // Include (or there are none), no Exclude, and, when Services is not empty,
@@ -143,67 +133,6 @@ func (f Filter) Apply(images []Image) []Image {
 	return out
 }
 
-// Source says where an image set comes from: a template and its
-// parameters. Parameters are laid over each other in this order: the
-// parameters file (defaults), a ContainerImagePrepare entry's set, then Set.
-type Source struct {
-	Template    string
-	ParamsFile  string
-	PrepareFile string
-	Set         Params
-}
-
-// Load renders the image set. With a ContainerImagePrepare file, each entry
-// renders the template with its own set and filters; the results are
-// joined, the first entry winning for an image name rendered twice.
-func (s Source) Load() ([]Image, error) {
-	if s.Template == "" {
-		return nil, fmt.Errorf("no template given")
-	}
-	tpl, err := LoadTemplate(s.Template)
-	if err != nil {
-		return nil, err
-	}
-	fileParams := Params{}
-	if s.ParamsFile != "" {
-		if fileParams, err = LoadParamsFile(s.ParamsFile); err != nil {
-			return nil, err
-		}
-		if err := tpl.CheckKnown(fileParams); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.ParamsFile, err)
-		}
-	}
-	if err := tpl.CheckKnown(s.Set); err != nil {
-		return nil, fmt.Errorf("--set: %w", err)
-	}
-	if s.PrepareFile == "" {
-		return tpl.Render(fileParams.Merge(s.Set))
-	}
-	entries, err := LoadPrepareFile(s.PrepareFile)
-	if err != nil {
-		return nil, err
-	}
-	var out []Image
-	seen := map[string]bool{}
-	for i, e := range entries {
-		imgs, err := tpl.Render(fileParams.Merge(e.Set).Merge(s.Set))
-		if err != nil {
-			return nil, fmt.Errorf("%s: ContainerImagePrepare entry %d: %w", s.PrepareFile, i+1, err)
-		}
-		for _, img := range (Filter{Include: e.Includes, Exclude: e.Excludes}).Apply(imgs) {
-			if seen[img.ImageName] {
-				continue
-			}
-			seen[img.ImageName] = true
-			if img.TagFromLabel == "" {
-				img.TagFromLabel = e.TagFromLabel
-			}
-			out = append(out, img)
-		}
-	}
-	return out, nil
-}
-
 // WriteImages writes images as YAML, in the template's entry shape, under
 // container_images (what TripleO's prepare writes with --output-images-file).
 func WriteImages(w io.Writer, images []Image) error {
@@ -217,7 +146,8 @@ func WriteImages(w io.Writer, images []Image) error {
 }
 
 // EnvFile returns the Heat environment that points every image's
-// parameters at its reference: parameter_defaults: {ContainerNovaApiImage: ...}.
+// parameters (the template's params) at its reference:
+// parameter_defaults: {ContainerNovaApiImage: ...}.
 func EnvFile(images []Image) map[string]map[string]string {
 	pd := map[string]string{}
 	for _, img := range images {
@@ -243,4 +173,291 @@ func encodeYAML(w io.Writer, v any) error {
 		return fmt.Errorf("encoding YAML: %w", err)
 	}
 	return nil
+}
+
+// Source says where an image set comes from, as TripleO's
+// `openstack tripleo container image prepare` takes it: a template, the
+// defaults of a release, Heat environment files with
+// ContainerImagePrepare, and kubepool's own --params and --set.
+//
+// Each ContainerImagePrepare entry's set is laid over the defaults (and
+// --params), and --set over that; without ContainerImagePrepare the
+// defaults' own entry is used.
+type Source struct {
+	Template string
+	// Defaults is a release ("train"), a container_image_prepare_defaults.yaml,
+	// or "" to pick them from the template ([PickDefaults]).
+	Defaults   string
+	ParamsFile string
+	// EnvFiles are Heat environment files, merged in order (-e).
+	EnvFiles []string
+	// PrepareFile is one more environment file, after EnvFiles.
+	PrepareFile string
+	Set         Params
+	// Filter is applied to each entry's images, before the environment is
+	// built (as TripleO's service filter is).
+	Filter Filter
+	// Now gives the time for TripleO's default modify_append_tag
+	// (-modified-%Y%m%d%H%M%S); time.Now if nil.
+	Now func() time.Time
+}
+
+// Prepared is the outcome of [Source.Prepare].
+type Prepared struct {
+	Defaults Defaults
+	// Images are every entry's images, in order; an image name rendered by
+	// two entries is kept once, as the first had it.
+	Images []Image
+	// Uploads are the copies push_destination asks for, in order.
+	Uploads []Upload
+	// Env is the Heat parameter_defaults TripleO would write: each image
+	// parameter → reference (a later entry wins, as in TripleO), and
+	// DockerInsecureRegistryAddress.
+	Env map[string]any
+	// Warnings name settings kubepool did not act on, and why.
+	Warnings []string
+}
+
+// Upload is one image copy: from Source to Target (full references).
+type Upload struct {
+	Source string
+	Target string
+	// Entry is where the ContainerImagePrepare entry is.
+	Entry string
+}
+
+// Load renders the image set (see [Source.Prepare]).
+func (s Source) Load() ([]Image, error) {
+	p, err := s.Prepare()
+	if err != nil {
+		return nil, err
+	}
+	return p.Images, nil
+}
+
+// Prepare does what TripleO's container image prepare does, short of
+// contacting a registry: renders the template once per
+// ContainerImagePrepare entry with that entry's set filled from the
+// defaults, filters, and builds the Heat environment.
+func (s Source) Prepare() (*Prepared, error) {
+	if s.Template == "" {
+		return nil, fmt.Errorf("no template given")
+	}
+	tpl, err := LoadTemplate(s.Template)
+	if err != nil {
+		return nil, err
+	}
+	defaults, err := PickDefaults(s.Defaults, tpl)
+	if err != nil {
+		return nil, err
+	}
+	base := defaults.Set
+	if s.ParamsFile != "" {
+		fileParams, err := LoadParamsFile(s.ParamsFile)
+		if err != nil {
+			return nil, err
+		}
+		base = base.Merge(fileParams)
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Set)) {
+		if _, ok := base[k]; ok {
+			continue
+		}
+		if err := tpl.CheckKnown(Params{k: s.Set[k]}); err != nil {
+			return nil, fmt.Errorf("--set: %w", err)
+		}
+	}
+	files := slices.Clone(s.EnvFiles)
+	if s.PrepareFile != "" {
+		files = append(files, s.PrepareFile)
+	}
+	env, err := loadEnvFiles(files...)
+	if err != nil {
+		return nil, err
+	}
+	entries := env.prepare
+	if len(entries) == 0 {
+		entries = defaults.PrepareEntries(base)
+	}
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	out := &Prepared{Defaults: defaults, Env: map[string]any{}}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		imgs, params, err := s.prepareEntry(tpl, defaults, base, env, e, now, out)
+		if err != nil {
+			return nil, fmt.Errorf("ContainerImagePrepare entry at %s: %w", e.where, err)
+		}
+		maps.Copy(out.Env, params)
+		for _, img := range imgs {
+			if !seen[img.ImageName] {
+				seen[img.ImageName] = true
+				out.Images = append(out.Images, img)
+			}
+		}
+	}
+	return out, nil
+}
+
+// prepareEntry is tripleo-common's container_images_prepare for one entry.
+func (s Source) prepareEntry(tpl *Template, defaults Defaults, base Params, env *environment, e PrepareEntry, now func() time.Time, out *Prepared) ([]Image, map[string]any, error) {
+	warn := func(format string, args ...any) {
+		out.Warnings = append(out.Warnings, e.where+": "+fmt.Sprintf(format, args...))
+	}
+	// mapping_args: the entry's set (with --set), then the neutron driver
+	// TripleO chooses, then the defaults for what is missing.
+	set := e.Set.Merge(s.Set)
+	if driver, changed := defaults.neutronDriver(set, env.pd["NeutronMechanismDrivers"]); changed {
+		set["neutron_driver"] = driver
+	}
+	tagFromLabel := e.TagFromLabel
+	if defaults.tagDisablesLabel() && truthy(set["tag"]) {
+		tagFromLabel = ""
+	}
+	mapping := base.Merge(set)
+	if defaults.hyphenates() {
+		if np, ok := mapping["name_prefix"].(string); ok && np != "" && !strings.HasSuffix(np, "-") {
+			mapping["name_prefix"] = np + "-"
+		}
+		if ns, ok := mapping["name_suffix"].(string); ok && ns != "" && !strings.HasPrefix(ns, "-") {
+			mapping["name_suffix"] = "-" + ns
+		}
+	}
+	rendered, err := tpl.Render(mapping)
+	if err != nil {
+		return nil, nil, err
+	}
+	var imgs []Image
+	for _, img := range rendered {
+		if !s.Filter.Match(img) || !e.keeps(img.ImageName) {
+			continue
+		}
+		if img.TagFromLabel == "" {
+			img.TagFromLabel = tagFromLabel
+		}
+		imgs = append(imgs, img)
+	}
+
+	appendTag := ""
+	modified := func(Image) bool { return false }
+	if e.ModifyRole != "" {
+		appendTag = now().Format("-modified-20060102150405")
+		if e.ModifyAppendTag != nil {
+			appendTag = *e.ModifyAppendTag
+		}
+		modified = func(img Image) bool {
+			if len(e.ModifyOnlyWithLabels) == 0 && len(e.ModifyOnlyWithSource) == 0 {
+				return true
+			}
+			return slices.Contains(e.ModifyOnlyWithSource, img.ImageSource)
+		}
+		n := 0
+		for _, img := range imgs {
+			if modified(img) {
+				n++
+			}
+		}
+		warn("modify_role %q: not run (kubepool runs no Ansible) on %d images; the environment names their %q tags, as TripleO's would", e.ModifyRole, n, appendTag)
+		if len(e.ModifyOnlyWithLabels) > 0 {
+			warn("modify_only_with_labels %v: labels not read; only images matching modify_only_with_source count as modified", e.ModifyOnlyWithLabels)
+		}
+	} else if e.ModifyVars != nil || len(e.ModifyOnlyWithLabels) > 0 || len(e.ModifyOnlyWithSource) > 0 || e.ModifyAppendTag != nil {
+		warn("modify_vars, modify_only_with_* and modify_append_tag do nothing without modify_role (as in TripleO)")
+	}
+
+	dest := ""
+	switch v := e.PushDestination.(type) {
+	case string:
+		dest = strings.TrimSuffix(v, "/")
+	case bool:
+		if v {
+			dest = undercloudRegistry(env.pd)
+			warn("push_destination: true means %s here (LocalContainerRegistry, else the host's .ctlplane name, else localhost, port 8787, as TripleO resolves it)", dest)
+		}
+	}
+
+	params := map[string]any{}
+	for _, img := range imgs {
+		name := img.ImageName
+		if dest != "" {
+			src := name
+			if e.PullSource != "" {
+				src = strings.TrimSuffix(e.PullSource, "/") + "/" + name
+			}
+			_, rest, _ := strings.Cut(name, "/")
+			name = dest + "/" + rest
+			out.Uploads = append(out.Uploads, Upload{Source: src, Target: name, Entry: e.where})
+		}
+		tag := ""
+		if modified(img) {
+			tag = appendTag
+		}
+		for _, p := range img.Params {
+			params[p] = name + tag
+		}
+	}
+	if e.PullSource != "" && dest == "" {
+		warn("pull_source %q: used only when images are copied (push_destination), as in TripleO", e.PullSource)
+	}
+	var insecure []string
+	for _, v := range params {
+		host, _, _ := strings.Cut(v.(string), "/")
+		if isLoopbackHost(host) && !slices.Contains(insecure, host) {
+			insecure = append(insecure, host)
+		}
+	}
+	if len(insecure) > 0 {
+		slices.Sort(insecure)
+		params["DockerInsecureRegistryAddress"] = insecure
+	}
+	return imgs, params, nil
+}
+
+// keeps applies TripleO's includes and excludes: with includes, an image
+// is kept if one matches and excludes are ignored; without, it is kept if
+// no exclude matches.
+func (e PrepareEntry) keeps(name string) bool {
+	if len(e.Includes) > 0 {
+		return slices.ContainsFunc(e.Includes, func(re *regexp.Regexp) bool { return re.MatchString(name) })
+	}
+	return !slices.ContainsFunc(e.Excludes, func(re *regexp.Regexp) bool { return re.MatchString(name) })
+}
+
+// undercloudRegistry is where TripleO's push_destination: true points:
+// LocalContainerRegistry:8787, else <short hostname>.ctlplane:8787 if that
+// name resolves, else localhost:8787.
+func undercloudRegistry(pd map[string]any) string {
+	if ip, ok := pd["LocalContainerRegistry"].(string); ok && ip != "" {
+		return ip + ":8787"
+	}
+	if h, err := os.Hostname(); err == nil {
+		name := strings.SplitN(h, ".", 2)[0] + ".ctlplane"
+		if addrs, err := net.LookupHost(name); err == nil && len(addrs) > 0 {
+			return name + ":8787"
+		}
+	}
+	return "localhost:8787"
+}
+
+// isLoopbackHost reports whether a registry host[:port] is localhost or a
+// loopback address: kubepool always speaks plain HTTP to those, so they
+// are what TripleO calls insecure registries.
+func isLoopbackHost(host string) bool {
+	h := host
+	if sh, _, err := net.SplitHostPort(host); err == nil {
+		h = sh
+	}
+	h = strings.Trim(h, "[]")
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// WritePreparedEnv writes the Heat environment of a [Prepared] as YAML.
+func WritePreparedEnv(w io.Writer, p *Prepared) error {
+	return encodeYAML(w, map[string]any{"parameter_defaults": p.Env})
 }

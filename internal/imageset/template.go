@@ -8,7 +8,9 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/nikolalohinski/gonja/v2/builtins"
@@ -27,6 +29,9 @@ type Template struct {
 	tpl  *exec.Template
 	env  *exec.Environment
 	vars templateVars
+	// names are the variables the template reads, sorted; an undefined
+	// one is passed to the engine as its index in names ([undefinedName]).
+	names []string
 }
 
 // templateVars is what a static look at the template (and the files it
@@ -34,10 +39,20 @@ type Template struct {
 type templateVars struct {
 	// used: every variable the template reads, with the first place it does.
 	used map[string]position
-	// required: variables printed with {{ }} that the template neither sets
-	// nor gives a default; rendering without them is an error.
-	required map[string]position
+	// printed: variables printed with {{ }} without a default filter, with
+	// the first place they are; printing one that is undefined is an error.
+	printed map[string]position
+	// sets: variables the template sets itself with {% set %}.
+	sets map[string]bool
+	// odl: the template compares something with "odl" (a neutron_driver
+	// branch, gone from ussuri on).
+	odl bool
+	// containerParams: its Heat parameters are named Container*Image
+	// (train on) rather than Docker*Image.
+	containerParams bool
 }
+
+var containerParamRE = regexp.MustCompile(`(?m)^\s*-\s*Container\w*Image\s*$`)
 
 type position struct {
 	file string
@@ -73,8 +88,8 @@ func LoadTemplate(path string) (*Template, error) {
 	globals := exec.EmptyContext().Update(builtins.GlobalFunctions).Update(builtins.GlobalVariables)
 	env := &exec.Environment{
 		Context:           exec.EmptyContext(),
-		Filters:           builtins.Filters,
-		Tests:             builtins.Tests,
+		Filters:           jinjaFilters(),
+		Tests:             jinjaTests(),
 		ControlStructures: builtins.ControlStructures,
 		Methods:           builtins.Methods,
 	}
@@ -91,11 +106,11 @@ func LoadTemplate(path string) (*Template, error) {
 		}
 		return nil, fmt.Errorf("parsing template %s: %w", path, err)
 	}
-	vars := templateVars{used: map[string]position{}, required: map[string]position{}}
+	vars := templateVars{used: map[string]position{}, printed: map[string]position{}, sets: map[string]bool{}}
 	if err := scanVars(abs, path, &vars, map[string]bool{}); err != nil {
 		return nil, err
 	}
-	return &Template{path: path, tpl: tpl, env: env, vars: vars}, nil
+	return &Template{path: path, tpl: tpl, env: env, vars: vars, names: slices.Sorted(maps.Keys(vars.used))}, nil
 }
 
 // Path returns the path the template was loaded from.
@@ -117,28 +132,29 @@ func (t *Template) CheckKnown(params Params) error {
 	return nil
 }
 
-// Render renders the template with params and decodes its image list. A
-// parameter the template prints without setting or defaulting it must be
-// in params ([ErrMissingParameter]); keys it does not read are ignored
-// (see [Template.CheckKnown]).
+// Render renders the template with params and decodes its image list.
+// Names are as in Python Jinja2: a name that is not in params is
+// undefined (false in {% if %}, "is defined" false, replaced by default()),
+// a name whose value is nil is none (defined, false). Unlike Jinja2, an
+// undefined name that is printed is an error ([ErrMissingParameter])
+// naming the file and line that prints it. Keys the template does not
+// read are ignored (see [Template.CheckKnown]).
 func (t *Template) Render(params Params) ([]Image, error) {
-	var missing []string
-	for _, k := range slices.Sorted(maps.Keys(t.vars.required)) {
-		if _, ok := params[k]; !ok {
-			missing = append(missing, fmt.Sprintf("%q (used at %s)", k, t.vars.required[k]))
+	data := make(map[string]any, len(params)+len(t.names))
+	for i, name := range t.names {
+		if _, ok := params[name]; !ok {
+			data[name] = undefinedName(i)
 		}
 	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("rendering %s: %w: %s", t.path, ErrMissingParameter, strings.Join(missing, ", "))
-	}
-
-	data := make(map[string]any, len(params))
 	for k, v := range params {
 		data[k] = v
 	}
 	var out bytes.Buffer
 	if err := t.tpl.Execute(&out, exec.NewContext(data)); err != nil {
 		return nil, fmt.Errorf("rendering %s: %w", t.path, err)
+	}
+	if err := t.checkUndefinedOutput(out.Bytes()); err != nil {
+		return nil, err
 	}
 	var doc struct {
 		Images []Image `yaml:"container_images_template"`
@@ -195,6 +211,9 @@ func scanVars(abs, shown string, vars *templateVars, seen map[string]bool) error
 	src, err := os.ReadFile(abs)
 	if err != nil {
 		return fmt.Errorf("reading template: %w", err)
+	}
+	if containerParamRE.Match(src) {
+		vars.containerParams = true
 	}
 	var toks []*tokens.Token
 	stream := tokens.LexAll(string(src), config.New())
@@ -258,6 +277,9 @@ func scanVars(abs, shown string, vars *templateVars, seen map[string]bool) error
 				beforeAssign = false
 			}
 		case tokens.String:
+			if inBlock && tok.Val == "odl" {
+				vars.odl = true
+			}
 			if inBlock && tag == "include" && prev(i) != nil && prev(i).Val == "include" {
 				inc := filepath.Join(filepath.Dir(abs), tok.Val)
 				if err := scanVars(inc, filepath.Join(filepath.Dir(shown), tok.Val), vars, seen); err != nil {
@@ -303,18 +325,15 @@ func scanVars(abs, shown string, vars *templateVars, seen map[string]bool) error
 		}
 	}
 	for name, pos := range printed {
-		if _, ok := locals[name]; ok {
-			continue
-		}
-		if _, ok := vars.required[name]; !ok {
-			vars.required[name] = pos
+		if _, ok := vars.printed[name]; !ok {
+			vars.printed[name] = pos
 		}
 	}
-	// A name set anywhere (even in an included file) is not required; loop
-	// and macro variables are not parameters at all.
+	// Loop and macro variables are not parameters at all.
 	for name, kind := range locals {
-		delete(vars.required, name)
-		if kind != "set" {
+		if kind == "set" {
+			vars.sets[name] = true
+		} else {
 			delete(vars.used, name)
 		}
 	}
@@ -344,4 +363,113 @@ func commonPrefix(images []Image) string {
 		}
 	}
 	return best
+}
+
+// undefinedName stands, in the engine's context, for a variable the
+// template reads but that was not given: the index of its name in
+// Template.names. The engine holds it false (its kind is neither number,
+// string, container nor bool) and not none; our defined/undefined tests
+// and default filter treat it as Jinja2 treats Undefined; printed, it
+// leaves a marker that Render reports.
+type undefinedName uintptr
+
+const undefinedMarker = "\x00kubepool-undefined:"
+
+func (u undefinedName) String() string {
+	return undefinedMarker + strconv.Itoa(int(u)) + "\x00"
+}
+
+func isUndefined(v *exec.Value) bool {
+	if v == nil || v.IsError() {
+		return true
+	}
+	if v.IsNil() {
+		return false // none
+	}
+	_, ok := v.Interface().(undefinedName)
+	return ok
+}
+
+// checkUndefinedOutput reports the undefined names the output printed.
+func (t *Template) checkUndefinedOutput(out []byte) error {
+	if !bytes.Contains(out, []byte(undefinedMarker)) {
+		return nil
+	}
+	seen := map[string]bool{}
+	var missing []string
+	rest := out
+	for {
+		i := bytes.Index(rest, []byte(undefinedMarker))
+		if i < 0 {
+			break
+		}
+		rest = rest[i+len(undefinedMarker):]
+		end := bytes.IndexByte(rest, 0)
+		if end < 0 {
+			break
+		}
+		n, err := strconv.Atoi(string(rest[:end]))
+		rest = rest[end+1:]
+		if err != nil || n < 0 || n >= len(t.names) {
+			continue
+		}
+		name := t.names[n]
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		pos, ok := t.vars.printed[name]
+		if !ok {
+			pos = t.vars.used[name]
+		}
+		missing = append(missing, fmt.Sprintf("%q (printed at %s)", name, pos))
+	}
+	slices.Sort(missing)
+	return fmt.Errorf("rendering %s: %w: %s is defined nowhere (not in the defaults, the environment or --set)", t.path, ErrMissingParameter, strings.Join(missing, ", "))
+}
+
+// jinjaTests are the engine's tests with defined, undefined and none as
+// Python Jinja2 has them: none is defined.
+func jinjaTests() *exec.TestSet {
+	return exec.NewTestSet(map[string]exec.TestFunction{}).Update(builtins.Tests).Update(exec.NewTestSet(map[string]exec.TestFunction{
+		"defined": func(_ *exec.Context, in *exec.Value, _ *exec.VarArgs) (bool, error) {
+			return !isUndefined(in), nil
+		},
+		"undefined": func(_ *exec.Context, in *exec.Value, _ *exec.VarArgs) (bool, error) {
+			return isUndefined(in), nil
+		},
+		"none": func(_ *exec.Context, in *exec.Value, _ *exec.VarArgs) (bool, error) {
+			return in != nil && in.IsNil(), nil
+		},
+	}))
+}
+
+// jinjaFilters are the engine's filters with default (d) as Python Jinja2
+// has it: default(value, boolean=false) replaces an undefined name, and
+// with boolean true also a false one; none is not replaced otherwise.
+func jinjaFilters() *exec.FilterSet {
+	def := func(_ *exec.Evaluator, in *exec.Value, params *exec.VarArgs) *exec.Value {
+		dflt := exec.AsValue("")
+		boolean := false
+		if len(params.Args) > 0 {
+			dflt = params.Args[0]
+		}
+		if len(params.Args) > 1 {
+			boolean = params.Args[1].IsTrue()
+		}
+		if v, ok := params.KwArgs["default_value"]; ok {
+			dflt = v
+		}
+		if v, ok := params.KwArgs["boolean"]; ok {
+			boolean = v.IsTrue()
+		}
+		if isUndefined(in) || (boolean && !in.IsTrue()) {
+			return dflt
+		}
+		return in
+	}
+	return exec.NewFilterSet(map[string]exec.FilterFunction{}).Update(builtins.Filters).Update(exec.NewFilterSet(map[string]exec.FilterFunction{
+		"default": def,
+		"d":       def,
+	}))
 }

@@ -5,6 +5,15 @@
 // breaks without one is an error (client-go only logs a failed stdin copy),
 // and a non-zero exit is an *ExecError carrying the tail of stderr.
 //
+// Run never waits on a stream without a way out. A command that exits (or
+// is killed) before it read all of its stdin leaves the exec open with no
+// status coming (see watch.go for why): Run sees the command's output
+// streams end and, if the status does not follow within ExitGrace, gives up
+// with a *NoStatusError. With Options.StallTimeout, an exec whose stdin
+// stops being read while nothing is printed is given up with a
+// *StallError. Both match ErrStream: the command may or may not have done
+// its work.
+//
 // Long, idle streams (a command that computes for minutes before it writes)
 // are kept alive by heartbeats on both protocols: client-go pings every 5 s
 // over WebSocket (and fails the stream after 12 unanswered pings) and over
@@ -29,6 +38,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -65,7 +75,7 @@ type ExecError struct {
 }
 
 func (e *ExecError) Error() string {
-	msg := fmt.Sprintf("running %q in pod %s: exit code %d", e.Command, e.Target, e.ExitCode)
+	msg := fmt.Sprintf("running %s in pod %s: exit code %d", shortCommand(e.Command), e.Target, e.ExitCode)
 	if e.Stderr != "" {
 		msg += ": " + e.Stderr
 	}
@@ -92,6 +102,11 @@ type Options struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	// StallTimeout, when positive, abandons the exec with a *StallError
+	// when, while stdin still has data, the command takes none of it and
+	// prints nothing for that long: a receiver that stopped. Once stdin
+	// ended, a command may work silently for as long as it needs.
+	StallTimeout time.Duration
 }
 
 // Executor runs commands in pods of one cluster.
@@ -109,6 +124,10 @@ type Executor struct {
 	// 3.0–3.7 s over SPDY in 4 parallel streams. SPDY closes stdin by
 	// closing its stream, so commands still see end of input.
 	PreferSPDY bool
+	// ExitGrace is how long an exec whose command closed its output may
+	// take to deliver the exit status before it is abandoned with a
+	// *NoStatusError (default DefaultExitGrace); see watch.go.
+	ExitGrace time.Duration
 
 	proxy atomic.Pointer[url.URL] // set by CutStreams
 }
@@ -146,9 +165,39 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 	if o.Stderr != nil {
 		stderr = io.MultiWriter(o.Stderr, tailBuf)
 	}
-	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: o.Stdin, Stdout: o.Stdout, Stderr: stderr})
+	outputs := 1
+	if o.Stdout != nil {
+		outputs++
+	}
+	w := newWatch(outputs)
+	so := remotecommand.StreamOptions{Stderr: &watchedWriter{out: stderr, w: w}}
+	if o.Stdin != nil {
+		so.Stdin = &watchedReader{r: o.Stdin, w: w}
+	}
+	if o.Stdout != nil {
+		so.Stdout = &watchedWriter{out: o.Stdout, w: w}
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	grace := e.ExitGrace
+	if grace <= 0 {
+		grace = DefaultExitGrace
+	}
+	go w.run(done, cancel, grace, o.StallTimeout,
+		func() error {
+			return &NoStatusError{Target: t, Command: cmd, StdinLeft: o.Stdin != nil && !w.stdinEOF.Load(), Stderr: tailBuf.String()}
+		},
+		func() error { return &StallError{Target: t, Command: cmd, Idle: o.StallTimeout, Sent: w.sent.Load()} })
+	err = ex.StreamWithContext(sctx, so)
+	close(done)
+	w.stop.Store(true) // client-go may still read stdin: it gets EOF
 	if err == nil {
 		return nil
+	}
+	if ctx.Err() == nil && sctx.Err() != nil {
+		// Abandoned by the watch: its cause says why.
+		return context.Cause(sctx)
 	}
 	var exit utilexec.ExitError
 	if errors.As(err, &exit) && exit.Exited() {
@@ -180,7 +229,7 @@ type StartError struct {
 }
 
 func (e *StartError) Error() string {
-	return fmt.Sprintf("starting %q in pod %s: %s", e.Command, e.Target, e.Message)
+	return fmt.Sprintf("starting %s in pod %s: %s", shortCommand(e.Command), e.Target, e.Message)
 }
 
 // ErrNotFound is matched by errors about a pod or container that does not

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,35 @@ type RegistryServer struct {
 	Username, Password string
 	// Dir is the registry's storage root.
 	Dir string
+
+	t       testing.TB
+	conf    string
+	logPath string
+	mu      sync.Mutex
+	stop    func() // stops the running process; nil when stopped
+}
+
+// Stop stops the registry process (SIGKILL, like a crash) and waits for it
+// to exit; its storage stays. Start runs it again.
+func (r *RegistryServer) Stop() {
+	r.mu.Lock()
+	stop := r.stop
+	r.stop = nil
+	r.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// Start starts a stopped registry again on the same address and storage,
+// and returns once it answers.
+func (r *RegistryServer) Start() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stop != nil {
+		return nil
+	}
+	return startRegistry(r.t, r, r.conf, r.logPath)
 }
 
 // URL returns the registry's base URL, "http://127.0.0.1:PORT".
@@ -101,7 +131,8 @@ http:
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			t.Fatalf("writing registry config: %v", err)
 		}
-		lastErr = startRegistry(t, srv, conf, filepath.Join(dir, fmt.Sprintf("registry-%d.log", attempt)))
+		srv.t, srv.conf, srv.logPath = t, conf, filepath.Join(dir, fmt.Sprintf("registry-%d.log", attempt))
+		lastErr = startRegistry(t, srv, conf, srv.logPath)
 		if lastErr == nil {
 			return srv
 		}
@@ -114,7 +145,7 @@ http:
 // It returns an error, with the registry stopped, if the process exits first.
 func startRegistry(t testing.TB, srv *RegistryServer, conf, logPath string) error {
 	t.Helper()
-	logFile, err := os.Create(logPath)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("creating registry log: %w", err)
 	}
@@ -126,11 +157,14 @@ func startRegistry(t testing.TB, srv *RegistryServer, conf, logPath string) erro
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait(); logFile.Close() }()
+	var stopOnce sync.Once
 	stop := func() {
-		if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			t.Logf("killing registry pid %d: %v", cmd.Process.Pid, err)
-		}
-		<-exited
+		stopOnce.Do(func() {
+			if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				t.Logf("killing registry pid %d: %v", cmd.Process.Pid, err)
+			}
+			<-exited
+		})
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -144,6 +178,7 @@ func startRegistry(t testing.TB, srv *RegistryServer, conf, logPath string) erro
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				t.Cleanup(stop)
+				srv.stop = stop
 				return nil
 			}
 		}

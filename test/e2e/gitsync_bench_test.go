@@ -266,6 +266,16 @@ func BenchmarkGitSync(b *testing.B) {
 		})
 		b.ReportMetric(float64(res.Bytes())/1e6, "kubepool-MB")
 
+		// The same over WebSocket (v5), for the choice of transport.
+		wsex := newExecutor(b, env, false)
+		wsSyncer := &gitsync.Syncer{Exec: wsex, Target: target, Dest: "/bench/kubepool-ws"}
+		timed("kubepool-websocket", func() {
+			if _, err := wsSyncer.Sync(ctx, repos); err != nil {
+				b.Fatalf("kubepool sync over WebSocket: %v", err)
+			}
+		})
+		inPod(`rm -rf /bench/kubepool-ws`)
+
 		cp := timed("kubectl-cp", func() {
 			cmd := exec.Command(kubectl, "--kubeconfig", env.Kubeconfig, "-n", target.Namespace, "cp", "-c", target.Container, root+"/src", target.Pod+":/bench/cp")
 			if out, err := cmd.CombinedOutput(); err != nil {

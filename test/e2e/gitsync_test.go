@@ -330,4 +330,37 @@ func TestGitRemote(t *testing.T) {
 	}
 	t.Logf("kubepool sync:\n%s", out)
 	compareInPod(t, ex, target, src, "/work/ws", paths)
+
+	// A tree dirtied in the pod: --check and --no-clean report it and exit
+	// 1, changing nothing; a plain sync (no ref changed) cleans it. The
+	// table goes to stdout, nothing else does (no progress in a pipe).
+	sync := func(extra ...string) (string, error) {
+		args := append([]string{"sync", "--kubeconfig", env.Kubeconfig, "-n", target.Namespace, "--pod", target.Pod, "--src", src, "--dest", "/work/ws"}, extra...)
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		t.Logf("kubepool %s: %v\nstdout:\n%sstderr:\n%s", strings.Join(extra, " "), err, stdout.String(), stderr.String())
+		return stdout.String(), err
+	}
+	if _, err := sync("--check"); err != nil {
+		t.Errorf("kubepool sync --check after a sync: %v, want exit status 0", err)
+	}
+	app := path.Join("/work/ws", paths[0])
+	podOutput(t, ex, target, `cd "$1" && echo edited >README && rm docs/guide.md && echo new >new.txt`, app)
+	for _, flag := range []string{"--check", "--no-clean"} {
+		out, err := sync(flag)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(out, "FAILED (dirty)") {
+			t.Errorf("kubepool sync %s over a dirty tree: %v, want exit status 1 and the repo FAILED (dirty)", flag, err)
+		}
+	}
+	if got := podOutput(t, ex, target, `cat "$1/README"`, app); got != "edited\n" {
+		t.Errorf("README after --check and --no-clean = %q, want the edit kept", got)
+	}
+	table, err := sync()
+	if err != nil || !strings.Contains(table, "tree cleaned") || !strings.Contains(table, fmt.Sprintf("%d of %d repos verified", len(paths), len(paths))) {
+		t.Errorf("kubepool sync over a dirty tree: %v, want the tree cleaned and every repo verified", err)
+	}
+	compareInPod(t, ex, target, src, "/work/ws", paths)
 }

@@ -1,0 +1,217 @@
+package podexec
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Why a command's end needs watching: over SPDY, client-go returns only
+// once the command's stdout and stderr ended and its exit status arrived on
+// the error stream, and it copies stdin in a goroutine of its own until
+// the caller's reader ends. The kubelet sends the status only once the
+// container runtime's exec returned, and the runtime (containerd) returns
+// only once its copy of stdin into the process ended. When the command
+// exits, or is killed, before it read all of its stdin, that copy blocks on
+// a pipe nobody reads, stdin flow control stops client-go's writes, and
+// the exec hangs with the command long gone: its stdout and stderr are
+// closed, its status never comes. (Over WebSocket the API server's
+// translation to SPDY hits the same wall.) So Run watches the two things
+// it can see from here: the command's output streams ending (the command
+// and everything that inherited them exited), after which the status gets
+// ExitGrace to arrive before the exec is abandoned; and, while stdin has
+// data, progress: with StallTimeout set, no byte of stdin taken and no byte
+// of output for that long ends the exec too.
+
+// DefaultExitGrace is how long Run waits for the exit status once the
+// command's output ended (see Executor.ExitGrace).
+const DefaultExitGrace = 2 * time.Second
+
+// NoStatusError is a command that ended (it closed its stdout and stderr)
+// without its exit status arriving within the grace period, most likely
+// because it stopped reading stdin before the end: the exec was abandoned.
+// Its exit code is unknown; Stderr is what it printed last.
+type NoStatusError struct {
+	Target  Target
+	Command []string
+	// StdinLeft reports whether stdin had more to send.
+	StdinLeft bool
+	Stderr    string
+}
+
+func (e *NoStatusError) Error() string {
+	msg := fmt.Sprintf("running %s in pod %s: the command ended without its exit status", shortCommand(e.Command), e.Target)
+	if e.StdinLeft {
+		msg += " (it stopped reading its input)"
+	}
+	if s := lastLines(e.Stderr, 5); s != "" {
+		msg += ": " + s
+	}
+	return msg
+}
+
+func (e *NoStatusError) Unwrap() error { return ErrStream }
+
+// StallError is an exec abandoned because, while its stdin had data,
+// nothing moved for Idle: the command took no input and printed nothing.
+type StallError struct {
+	Target  Target
+	Command []string
+	Idle    time.Duration
+	Sent    int64 // stdin bytes taken before the stall
+}
+
+func (e *StallError) Error() string {
+	return fmt.Sprintf("running %s in pod %s: no progress for %v (stdin stalled after %d bytes, no output)", shortCommand(e.Command), e.Target, e.Idle, e.Sent)
+}
+
+func (e *StallError) Unwrap() error { return ErrStream }
+
+// watch follows one exec's streams.
+type watch struct {
+	last     atomic.Int64  // unix nanos of the last progress
+	sent     atomic.Int64  // stdin bytes taken
+	stdinEOF atomic.Bool   // stdin was read to its end
+	stop     atomic.Bool   // stdin is to end now: the exec is over
+	outputs  atomic.Int32  // attached output streams not yet ended
+	ended    chan struct{} // closed when every output ended
+	endOnce  sync.Once
+}
+
+func newWatch(outputs int) *watch {
+	w := &watch{ended: make(chan struct{})}
+	w.outputs.Store(int32(outputs))
+	w.progress()
+	return w
+}
+
+func (w *watch) progress() { w.last.Store(time.Now().UnixNano()) }
+
+func (w *watch) outputEnded() {
+	if w.outputs.Add(-1) == 0 {
+		w.endOnce.Do(func() { close(w.ended) })
+	}
+}
+
+// run ends the exec (cancel) when its output ended and no status came
+// within grace, or when it stalled for stall (0: never). It returns when
+// done is closed.
+func (w *watch) run(done <-chan struct{}, cancel context.CancelCauseFunc, grace, stall time.Duration, noStatus, stalled func() error) {
+	var tick <-chan time.Time
+	if stall > 0 {
+		t := time.NewTicker(min(stall/4, time.Second))
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-done:
+			return
+		case <-w.ended:
+			w.stop.Store(true)
+			t := time.NewTimer(grace)
+			defer t.Stop()
+			select {
+			case <-done:
+			case <-t.C:
+				cancel(noStatus())
+			}
+			return
+		case <-tick:
+			if w.stdinEOF.Load() {
+				continue // the command works on what it got: not a stall
+			}
+			if idle := time.Since(time.Unix(0, w.last.Load())); idle >= stall {
+				cancel(stalled())
+				return
+			}
+		}
+	}
+}
+
+// watchedReader is stdin as client-go reads it.
+type watchedReader struct {
+	r io.Reader
+	w *watch
+}
+
+func (r *watchedReader) Read(p []byte) (int, error) {
+	if r.w.stop.Load() {
+		return 0, io.EOF
+	}
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.w.sent.Add(int64(n))
+		r.w.progress()
+	}
+	if err == io.EOF {
+		r.w.stdinEOF.Store(true)
+	}
+	return n, err
+}
+
+// watchedWriter is an output stream. client-go copies each stream with
+// io.Copy, which hands the stream itself to ReadFrom: that is where its
+// end is seen.
+type watchedWriter struct {
+	out io.Writer
+	w   *watch
+}
+
+func (o *watchedWriter) Write(p []byte) (int, error) {
+	o.w.progress()
+	return o.out.Write(p)
+}
+
+func (o *watchedWriter) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, 32<<10)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			o.w.progress()
+			m, werr := o.out.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			o.w.outputEnded()
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// shortCommand is cmd for a message: a long argument (a script) is
+// abbreviated to the start of its first line and its size.
+func shortCommand(cmd []string) string {
+	parts := make([]string, len(cmd))
+	for i, a := range cmd {
+		if len(a) > 60 || strings.Contains(a, "\n") {
+			first, _, _ := strings.Cut(a, "\n")
+			parts[i] = fmt.Sprintf("%q… (%d bytes)", first[:min(len(first), 40)], len(a))
+			continue
+		}
+		parts[i] = fmt.Sprintf("%q", a)
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// lastLines is the last n non-empty lines of s, joined by "; ".
+func lastLines(s string, n int) string {
+	var lines []string
+	for l := range strings.Lines(s) {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines[max(0, len(lines)-n):], "; ")
+}
