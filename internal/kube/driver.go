@@ -267,29 +267,44 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 		return nil
 	})
 	roleRef := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: sa}
+	makeRole := func(ctx context.Context) error { return nil }
 	if r.AdminRole && !r.InNamespace && r.Kind != KindPod {
 		roleRef = rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"}
 	} else {
-		g.Go(func() error {
+		makeRole = func(ctx context.Context) error {
 			role := &rbacv1.Role{ObjectMeta: meta(sa), Rules: RoleRules(r.Kind, r.PodName)}
-			if _, err := d.Client.RbacV1().Roles(r.Namespace).Create(gctx, role, metav1.CreateOptions{}); err != nil {
+			if _, err := d.Client.RbacV1().Roles(r.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 				return fmt.Errorf("creating role %s/%s: %w", r.Namespace, role.Name, err)
 			}
 			return nil
-		})
+		}
 	}
-	g.Go(func() error {
-		// A binding may name a role that does not exist yet.
+	makeBinding := func(ctx context.Context) error {
 		rb := &rbacv1.RoleBinding{
 			ObjectMeta: meta(sa),
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: r.Namespace}},
 			RoleRef:    roleRef,
 		}
-		if _, err := d.Client.RbacV1().RoleBindings(r.Namespace).Create(gctx, rb, metav1.CreateOptions{}); err != nil {
+		if _, err := d.Client.RbacV1().RoleBindings(r.Namespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating role binding %s/%s: %w", r.Namespace, rb.Name, err)
 		}
 		return nil
-	})
+	}
+	if r.InNamespace || d.Projects {
+		// A launcher without the right to bind any role (openshiftpods, a
+		// project's requester) may bind only a Role that exists and whose
+		// permissions it holds: the Role first.
+		g.Go(func() error {
+			if err := makeRole(gctx); err != nil {
+				return err
+			}
+			return makeBinding(gctx)
+		})
+	} else {
+		// A binding may name a role that does not exist yet.
+		g.Go(func() error { return makeRole(gctx) })
+		g.Go(func() error { return makeBinding(gctx) })
+	}
 	for _, s := range r.CopySecrets {
 		g.Go(func() error { return d.copySecret(gctx, s, meta(r.copiedName(s))) })
 	}
