@@ -42,7 +42,7 @@ func (c *cluster) images(ctx context.Context) (pause, machine string, err error)
 		return "", "", err
 	}
 	pause = registry + "/kubepool/pause:3.10"
-	machine = registry + "/kubepool/machine:" + machineRootfsVersion
+	machine = registry + "/kubepool/machine:" + machineImageVersion
 
 	pauseBin := filepath.Join(dir, "pause")
 	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", pauseBin, "./hack/devcluster/pause")
@@ -75,6 +75,10 @@ func (c *cluster) images(ctx context.Context) (pause, machine string, err error)
 	if err != nil {
 		return "", "", fmt.Errorf("reading %s: %w", rootfs, err)
 	}
+	users, err := zuulUserLayer(rootfs)
+	if err != nil {
+		return "", "", fmt.Errorf("adding the zuul user: %w", err)
+	}
 	machineImg, err := image(layer, v1.Config{
 		Cmd:        []string{"/bin/sh"},
 		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"},
@@ -82,6 +86,9 @@ func (c *cluster) images(ctx context.Context) (pause, machine string, err error)
 		Labels:     map[string]string{"org.opencontainers.image.title": "kubepool dev machine (Debian " + debianSuite + " minbase + " + strings.Join(machinePackages, ",") + ")"},
 	})
 	if err != nil {
+		return "", "", err
+	}
+	if machineImg, err = mutate.AppendLayers(machineImg, users); err != nil {
 		return "", "", err
 	}
 	if err := c.push(ctx, machine, machineImg); err != nil {

@@ -45,7 +45,7 @@ func newImagesPrepareCmd(o *rootOptions) *cobra.Command {
 				c, err := imageset.NewClient(imageset.RegistryOptions{
 					CAFile: reg.CAFile, Insecure: reg.Insecure, Jobs: reg.Jobs,
 					RequestsPerSecond: reg.RPS, Retries: retries, Logger: log,
-					WrapTransport: meter.Wrap,
+					Creds: reg.Creds, AuthFile: reg.AuthFile, WrapTransport: meter.Wrap,
 				})
 				if err != nil {
 					return err

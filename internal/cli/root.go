@@ -72,6 +72,7 @@ func New() *cobra.Command {
 		newExecCmd(o),
 		newSyncCmd(o),
 		newGitRemoteCmd(o),
+		newBuildsetCmd(o),
 	)
 	return cmd
 }

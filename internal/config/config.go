@@ -189,6 +189,10 @@ type Provider struct {
 	// TokenExpiration is the lifetime requested for node tokens (kubepool).
 	TokenExpiration time.Duration
 
+	// BuildsetRegistry, if set, gives buildsets private repositories
+	// (kubepool; buildset.go).
+	BuildsetRegistry *BuildsetRegistry
+
 	Pools []Pool
 }
 
@@ -253,6 +257,10 @@ type PoolLabel struct {
 	ImagePullPolicy corev1.PullPolicy
 	PythonPath      string
 	ShellType       string
+	// Username is the user jobs run as on a pod node, written to the node
+	// record (Zuul's ansible_user); empty leaves Zuul's default, "zuul"
+	// (kubepool).
+	Username string
 
 	CPU, Memory, Storage                resource.Quantity
 	CPULimit, MemoryLimit, StorageLimit resource.Quantity

@@ -225,7 +225,8 @@ func (d *decoder) provider(n *yaml.Node, path string) (pr Provider, ok bool) {
 			d.list(v, p, func(item *yaml.Node, p string) { pr.Pools = append(pr.Pools, d.pool(item, p, driver)) })
 		},
 		// kubepool
-		"token-expiration": func(v *yaml.Node, p string) { pr.TokenExpiration = d.seconds(v, p) },
+		"token-expiration":  func(v *yaml.Node, p string) { pr.TokenExpiration = d.seconds(v, p) },
+		"buildset-registry": func(v *yaml.Node, p string) { pr.BuildsetRegistry = d.buildsetRegistry(v, p) },
 	}
 	switch driver {
 	case DriverOpenShift:
@@ -274,7 +275,7 @@ func (d *decoder) pool(n *yaml.Node, path, driver string) Pool {
 // image-pull-secrets adds to the spec's imagePullSecrets, so that secrets
 // copied from another namespace (kubepool) can serve a spec too.
 var specCompatible = map[string]bool{"name": true, "type": true, "spec": true, "labels": true, "dynamic-labels": true, "annotations": true, "git-sidecar": true,
-	"pod-security": true, "quota": true, "network": true, "image-pull-secrets": true}
+	"pod-security": true, "quota": true, "network": true, "username": true, "image-pull-secrets": true}
 
 func (d *decoder) poolLabel(n *yaml.Node, path, driver string) PoolLabel {
 	var l PoolLabel
@@ -285,6 +286,7 @@ func (d *decoder) poolLabel(n *yaml.Node, path, driver string) PoolLabel {
 		"image-pull":      func(v *yaml.Node, p string) { l.ImagePullPolicy = corev1.PullPolicy(d.str(v, p)) },
 		"python-path":     func(v *yaml.Node, p string) { l.PythonPath = d.str(v, p) },
 		"shell-type":      func(v *yaml.Node, p string) { l.ShellType = d.str(v, p) },
+		"username":        func(v *yaml.Node, p string) { l.Username = d.str(v, p) },
 		"cpu":             func(v *yaml.Node, p string) { l.CPU = d.quantity(v, p, cores) },
 		"memory":          func(v *yaml.Node, p string) { l.Memory = d.quantity(v, p, mebibytes) },
 		"storage":         func(v *yaml.Node, p string) { l.Storage = d.quantity(v, p, megabytes) },

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -99,6 +100,9 @@ func (c *Config) Validate() error {
 			v.at(p+".token-expiration", "%v is out of range (%v to %v)", pr.TokenExpiration, MinTokenExpiration, MaxTokenExpiration)
 		}
 		validateLimits(v, p, pr.MaxServers, pr.MaxCores, pr.MaxRAM, pr.MaxResources)
+		if pr.BuildsetRegistry != nil {
+			pr.BuildsetRegistry.validate(v, p+".buildset-registry")
+		}
 		if len(pr.Pools) == 0 {
 			v.at(p+".pools", "a provider needs at least one pool")
 		}
@@ -207,6 +211,13 @@ func (l *PoolLabel) validate(v *errorList, p, driver string) {
 	}
 	if l.PythonPath == "" {
 		v.at(p+".python-path", "must not be empty")
+	}
+	if l.Username != "" && (l.Type != TypePod || !validUsername.MatchString(l.Username)) {
+		if l.Type != TypePod {
+			v.at(p+".username", "only pod labels have a user to run jobs as")
+		} else {
+			v.at(p+".username", "%q is not a user name (want lower-case letters, digits, _ and -, starting with a letter or _)", l.Username)
+		}
 	}
 	l.validateSafety(v, p)
 	validateMetadata(v, p+".labels", l.Labels, true)
@@ -350,6 +361,9 @@ func checkFormat(f string) error {
 	}
 	return nil
 }
+
+// validUsername is a portable POSIX user name, as useradd accepts by default.
+var validUsername = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 
 // validateSafety checks the keys of what a node's namespace enforces.
 func (l *PoolLabel) validateSafety(v *errorList, p string) {

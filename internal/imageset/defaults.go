@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -51,11 +52,12 @@ func (d Defaults) tagDisablesLabel() bool { return d.atLeast("train") }
 
 // PrepareEntries returns the default ContainerImagePrepare, what TripleO
 // uses when an environment has none: one entry whose set is the whole of
-// set (the defaults, with kubepool's --params), with the defaults'
-// tag_from_label. A whole set has a tag, so from train on its
-// tag_from_label is not used, and its neutron_driver is the defaults'.
+// set (the defaults, with kubepool's --params), so its neutron_driver is
+// the defaults'. Its tag_from_label is left out: a whole set has a tag,
+// so from train on TripleO does not use it either, and for earlier
+// releases kubepool leaves the choice to discover's --tag-from-label.
 func (d Defaults) PrepareEntries(set Params) []PrepareEntry {
-	return []PrepareEntry{{Set: set.Merge(nil), TagFromLabel: d.TagFromLabel, where: "defaults (" + d.Release + ")"}}
+	return []PrepareEntry{{Set: set.Merge(nil), where: "defaults (" + d.Release + ")"}}
 }
 
 // neutronDriver returns the neutron_driver TripleO's set_neutron_driver
@@ -134,9 +136,14 @@ func truthy(v any) bool {
 	return true
 }
 
-var releaseTable map[string]Defaults
+var (
+	releaseTable     map[string]Defaults
+	releaseTableOnce sync.Once
+)
 
-func init() {
+// loadReleases decodes the embedded table once, when first needed (not at
+// start-up: every kubepool command would pay for it).
+func loadReleases() {
 	var raw map[string]struct {
 		Source       string `yaml:"source"`
 		TagFromLabel string `yaml:"tag_from_label"`
@@ -161,6 +168,7 @@ func init() {
 // ReleaseDefaults returns the defaults of a release ("train"; "master" is
 // zed).
 func ReleaseDefaults(release string) (Defaults, error) {
+	releaseTableOnce.Do(loadReleases)
 	if release == "master" {
 		release = "zed"
 	}
@@ -182,6 +190,7 @@ const DefaultsFileName = "container_image_prepare_defaults.yaml"
 // release (for the rules) is the one whose default namespace the file
 // has, else release.
 func LoadDefaultsFile(path, release string) (Defaults, error) {
+	releaseTableOnce.Do(loadReleases)
 	env, err := loadEnvFile(path)
 	if err != nil {
 		return Defaults{}, err

@@ -40,7 +40,7 @@ type CopyStep struct {
 //     checked.
 //
 // Nothing is tagged until all content is in; if tagging fails, the tags
-// written are put back as they were ([PromoteError]).
+// written are put back as they were ([CopyError]).
 func (c *Client) Copy(ctx context.Context, uploads []Upload, opts CopyOptions) ([]CopyStep, error) {
 	steps := make([]CopyStep, len(uploads))
 	for i, u := range uploads {
@@ -146,14 +146,41 @@ func (c *Client) Copy(ctx context.Context, uploads []Upload, opts CopyOptions) (
 		return nil
 	})
 	if err != nil {
-		promoteSteps := make([]PromoteStep, len(steps))
+		var entries []JournalEntry
 		for i, s := range steps {
-			promoteSteps[i] = PromoteStep{Source: s.Source, Target: s.Target, Previous: s.Previous, tgt: s.tgt}
+			if touched[i] {
+				entries = append(entries, JournalEntry{Source: s.Source, Target: s.Target, Digest: s.Digest, Previous: s.Previous})
+			}
 		}
-		return steps, c.rollback(ctx, promoteSteps, touched, err)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		res, errs := c.rollbackEntries(rctx, entries)
+		return steps, &CopyError{Err: err, Rollback: res, RollbackErrs: errs}
 	}
 	return steps, nil
 }
+
+// CopyError is a copy that failed while tagging, after its tags were put
+// back as they were (Rollback; RollbackErrs for those that could not be).
+type CopyError struct {
+	Err          error
+	Rollback     *RollbackResult
+	RollbackErrs []error
+}
+
+func (e *CopyError) Error() string {
+	r := e.Rollback
+	msg := fmt.Sprintf("%v (rolled back: %d restored, %d removed", e.Err, len(r.Restored), len(r.Removed))
+	if n := len(r.Unremovable) + len(e.RollbackErrs); n > 0 {
+		msg += fmt.Sprintf(", %d not: %v", n, errors.Join(e.RollbackErrs...))
+		for _, u := range r.Unremovable {
+			msg += "; " + u.Target + ": " + u.How
+		}
+	}
+	return msg + ")"
+}
+
+func (e *CopyError) Unwrap() error { return e.Err }
 
 // CopyOptions controls [Client.Copy].
 type CopyOptions struct {

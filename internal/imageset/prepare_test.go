@@ -189,10 +189,7 @@ func TestPrepareThrottled(t *testing.T) {
 // completes, and no blob is uploaded twice over the two runs.
 func TestPrepareKilled(t *testing.T) {
 	dst := testenv.Registry(t)
-	bin := filepath.Join(t.TempDir(), "kubepool")
-	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "../../cmd/kubepool").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := kubepoolBinary(t)
 	// A proxy in front of the destination counts finished blob uploads
 	// per digest, and kills the running prepare after the third.
 	target, _ := url.Parse(dst.URL())

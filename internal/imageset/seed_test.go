@@ -58,7 +58,11 @@ func seedWorld(t testing.TB, tags int, opts ...testenv.RegistryOption) *world {
 	t.Helper()
 	reg := testenv.Registry(t, opts...)
 	images, err := Source{
-		Template:   "testdata/overcloud_containers.2019.yaml.j2",
+		Template: "testdata/overcloud_containers.2019.yaml.j2",
+		// queens' rules keep the parameters' neutron_driver (null) and
+		// have no default tag_from_label: the set these tests were
+		// written for (stein's would force ovn and add rdo_version).
+		Defaults:   "queens",
 		ParamsFile: "testdata/params-2019.yaml",
 		Set:        Params{"namespace": reg.Host + "/tripleomaster", "tag": movingTag},
 	}.Load()

@@ -522,6 +522,17 @@ func (d *Driver) Delete(ctx context.Context, namespace string, wait bool) error 
 	return d.waitGone(ctx, namespace)
 }
 
+// WaitPodsGone waits, by watch, until namespace has no pods (a namespace
+// that does not exist has none). A deleted node's cores and memory are
+// free then, seconds before the namespace controller has finished with
+// the namespace itself.
+func (d *Driver) WaitPodsGone(ctx context.Context, namespace string) error {
+	if err := d.waitPodsGone(ctx, namespace); err != nil {
+		return fmt.Errorf("waiting for the pods of namespace %q to go: %w", namespace, err)
+	}
+	return nil
+}
+
 // namespaceRecheck is how long the namespace controller waits before it
 // looks again at a namespace whose content is not all gone yet.
 const namespaceRecheck = 5 * time.Second

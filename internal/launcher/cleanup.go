@@ -29,12 +29,16 @@ func (l *Launcher) cleanupLoop(ctx context.Context) error {
 			if err := l.sweep(ctx); err != nil && ctx.Err() == nil {
 				l.log.Warn("sweeping leaked namespaces", "err", err)
 			}
+			if err := l.sweepRequestLocks(ctx); err != nil && ctx.Err() == nil {
+				l.log.Warn("sweeping stale request locks", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-nodes:
 		case <-session:
+		case <-l.wake:
 		case <-tick.C:
 		}
 	}
@@ -238,7 +242,10 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 	defer l.release(id)
 	lock, n, err := l.zk.TryLockNode(ctx, id)
 	if err != nil {
-		return // someone else has it, or it is gone
+		// Someone else has it (look again as soon as they let go: they
+		// may have died), or it is gone.
+		l.wakeWhenReleased(ctx, zk.NodeLockDir(id), err)
+		return
 	}
 	defer func() { _ = lock.Release(context.WithoutCancel(ctx)) }()
 	why := l.doomed(n, live, time.Now(), true) // we hold its lock
@@ -252,9 +259,21 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 			return
 		}
 	}
+	// The node's quota (the record) is freed once its pods are gone: that
+	// is when its cores and memory are. The namespace, deleted already,
+	// is then waited for; should the launcher stop meanwhile, Kubernetes
+	// finishes deleting it, and the leak sweep covers what it would not.
 	if n.ExternalID != "" {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		err := pw.deleteNodeObjects(dctx, n, n.ExternalID, true)
+		var err error
+		if pw.inProject() {
+			err = pw.deleteNodeObjects(dctx, n, n.ExternalID, true)
+		} else {
+			err = pw.driver.Delete(dctx, n.ExternalID, false)
+			if err == nil {
+				err = pw.driver.WaitPodsGone(dctx, n.ExternalID)
+			}
+		}
 		cancel()
 		if err != nil {
 			l.metrics.KubeErrors.WithLabelValues("delete").Inc()
@@ -267,6 +286,14 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 		return
 	}
 	l.log.Info("deleted node", "node", id, "namespace", n.ExternalID, "why", why)
+	if n.ExternalID != "" {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		if err := pw.driver.Delete(dctx, n.ExternalID, true); err != nil && ctx.Err() == nil {
+			l.metrics.KubeErrors.WithLabelValues("delete").Inc()
+			l.log.Warn("waiting for a deleted node's namespace to go; the leak sweep will look again", "node", id, "namespace", n.ExternalID, "err", err)
+		}
+	}
 }
 
 // topUp launches nodes for labels with fewer unallocated ready or building
@@ -381,6 +408,7 @@ func (l *Launcher) resetLostRequests(ctx context.Context, reqs []*zk.Request) {
 		}
 		lock, cur, err := l.zk.TryLockRequest(ctx, r.ID)
 		if err != nil {
+			l.wakeWhenReleased(ctx, zk.RequestLockDir(r.ID), err)
 			continue
 		}
 		if cur.State == zk.RequestPending {
@@ -391,4 +419,32 @@ func (l *Launcher) resetLostRequests(ctx context.Context, reqs []*zk.Request) {
 		}
 		_ = lock.Release(ctx)
 	}
+}
+
+// sweepRequestLocks deletes the lock directories of requests that no longer
+// exist (Zuul deletes a request once it has its nodes; the lock directory
+// stays), as Nodepool's cleanup does. A directory somebody contends in is
+// left alone.
+func (l *Launcher) sweepRequestLocks(ctx context.Context) error {
+	ids, err := l.zk.RequestLockIDs(ctx)
+	if err != nil {
+		return err
+	}
+	deleted := 0
+	for _, id := range ids {
+		if _, ok := l.requests.Get(id); ok || l.isBusy(id) {
+			continue
+		}
+		ok, err := l.zk.DeleteStaleRequestLock(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ok {
+			deleted++
+		}
+	}
+	if deleted > 0 {
+		l.log.Info("deleted stale request locks", "count", deleted)
+	}
+	return nil
 }

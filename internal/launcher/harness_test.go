@@ -2,7 +2,6 @@ package launcher
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -27,6 +26,7 @@ type fakeDriver struct {
 	deletes    int
 	createHook func(ctx context.Context, r kube.Resource) error
 	deleteHook func(ctx context.Context, ns string, wait bool) error
+	podsHook   func(ctx context.Context, ns string) error // WaitPodsGone
 }
 
 func newFakeDriver() *fakeDriver {
@@ -72,6 +72,16 @@ func (d *fakeDriver) Delete(ctx context.Context, ns string, wait bool) error {
 	return nil
 }
 
+func (d *fakeDriver) WaitPodsGone(ctx context.Context, ns string) error {
+	d.mu.Lock()
+	hook := d.podsHook
+	d.mu.Unlock()
+	if hook != nil {
+		return hook(ctx, ns)
+	}
+	return nil
+}
+
 func (d *fakeDriver) RefreshToken(ctx context.Context, conn *kube.Connection) error {
 	conn.Token, conn.TokenExpiry = "fresh-"+conn.Namespace, time.Now().Add(config.DefaultTokenExpiration)
 	return nil
@@ -109,7 +119,7 @@ func (d *fakeDriver) setCreateHook(h func(ctx context.Context, r kube.Resource) 
 // rig is a launcher under test: the real ZooKeeper (a chroot of the test's
 // own), a fake driver, and a Zuul stand-in with its own session.
 type rig struct {
-	t       *testing.T
+	t       testing.TB
 	servers string
 	cut     *testenv.Cutter
 	zk      *zk.Client // the launcher's
@@ -126,7 +136,7 @@ type rigOptions struct {
 	before         func(r *rig) // before the launcher runs
 }
 
-func connectZK(t *testing.T, servers string, opts zk.Options) *zk.Client {
+func connectZK(t testing.TB, servers string, opts zk.Options) *zk.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -138,14 +148,14 @@ func connectZK(t *testing.T, servers string, opts zk.Options) *zk.Client {
 	return c
 }
 
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	if !testing.Verbose() {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
@@ -153,7 +163,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 }
 
 // newRig starts a launcher for the config text.
-func newRig(t *testing.T, cfgText string, o rigOptions) *rig {
+func newRig(t testing.TB, cfgText string, o rigOptions) *rig {
 	t.Helper()
 	if o.sessionTimeout == 0 {
 		o.sessionTimeout = 30 * time.Second
@@ -332,7 +342,3 @@ func (r *rig) noRequestLocks() {
 		return err == nil && len(ids) == 0
 	})
 }
-
-var errPermanent = &kube.PodError{Namespace: "ns", Pod: "pod", Container: "pod", Reason: "ErrImagePull", Message: "not found"}
-
-var _ = errors.Is

@@ -237,6 +237,9 @@ func (l *Launcher) setConnection(n *zk.Node, pw *poolWorker, label *config.PoolL
 	n.HostID = conn.Node
 	n.PythonPath = label.PythonPath
 	n.ShellType = label.ShellType
+	if label.Username != "" {
+		n.Username = label.Username
+	}
 	n.Resources = resourcesMap(label.Resources())
 	n.Attributes = pw.pool.NodeAttributes
 	if label.Type == config.TypePod {

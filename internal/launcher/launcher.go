@@ -39,8 +39,11 @@ type Driver interface {
 	// Create makes a node's namespace (and pod) and waits until it is
 	// usable; on error, what was made is left for Delete.
 	Create(ctx context.Context, r kube.Resource) (*kube.Connection, error)
-	// Delete deletes a node's namespace; with wait, until it is gone.
+	// Delete deletes a node's namespace, stopping its pods first; with
+	// wait, until it is gone.
 	Delete(ctx context.Context, namespace string, wait bool) error
+	// WaitPodsGone waits until a namespace has no pods left.
+	WaitPodsGone(ctx context.Context, namespace string) error
 	// RefreshToken gives conn a fresh token.
 	RefreshToken(ctx context.Context, conn *kube.Connection) error
 	// List returns the namespaces made for provider's nodes.
@@ -80,6 +83,10 @@ type Launcher struct {
 	// is working on, so that no second one starts on them.
 	busy  map[string]bool
 	ready bool
+	// watching holds the lock directories whose holder is watched (see
+	// wakeWhenReleased); wake pokes the cleanup loop.
+	watching map[string]bool
+	wake     chan struct{}
 
 	wg sync.WaitGroup // launch, fulfil and delete goroutines
 
@@ -178,6 +185,8 @@ func New(opts Options) (*Launcher, error) {
 		id:       fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(4)),
 		interval: opts.CleanupInterval,
 		busy:     map[string]bool{},
+		watching: map[string]bool{},
+		wake:     make(chan struct{}, 1),
 		sem:      make(chan struct{}, 32),
 		inflight: map[string]*zk.Node{},
 	}
@@ -300,6 +309,34 @@ func (l *Launcher) goTracked(f func()) {
 		defer l.wg.Done()
 		f()
 	}()
+}
+
+// wakeWhenReleased, given the error of a try-lock on the lock directory
+// dir, watches the lock's holder and wakes the cleanup loop when it lets
+// go or its session ends (a launcher or executor that died): what it held
+// is dealt with then, not at the next interval.
+func (l *Launcher) wakeWhenReleased(ctx context.Context, dir string, err error) {
+	var le *zk.LockedError
+	if !errors.As(err, &le) || le.Holder == nil {
+		return
+	}
+	l.mu.Lock()
+	if l.watching[dir] {
+		l.mu.Unlock()
+		return
+	}
+	l.watching[dir] = true
+	l.mu.Unlock()
+	l.goTracked(func() {
+		<-l.zk.Released(ctx, dir, le.Holder)
+		l.mu.Lock()
+		delete(l.watching, dir)
+		l.mu.Unlock()
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	})
 }
 
 // providerOf returns the pool worker serving provider/pool, or nil.

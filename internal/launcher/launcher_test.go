@@ -34,7 +34,7 @@ func TestRenderDynamic(t *testing.T) {
 	}
 }
 
-func parseConfig(t *testing.T, text string) *config.Config {
+func parseConfig(t testing.TB, text string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(text))
 	if err != nil {

@@ -54,7 +54,7 @@ type slot struct {
 // that is paused on a request (it did not fit the quota) first tries that
 // one again, and looks at no other until it is served.
 func (l *Launcher) handleRequests(ctx context.Context, pw *poolWorker) error {
-	var nodes []*zk.Node
+	var nodes pass
 	if pw.pausedLock != nil {
 		r, err := l.zk.GetRequest(ctx, pw.pausedID)
 		switch {
@@ -132,21 +132,22 @@ func (l *Launcher) lockRequested(ctx context.Context, pw *poolWorker, id string)
 // taken as fast as ZooKeeper answers, not one round trip chain at a time.
 // If the new nodes do not fit the quota, r is locked, marked pending and the
 // pool pauses on it, as Nodepool's does; take reports that. *nodes is this
-// pass's node listing (nil until one is needed), to which take adds what it
-// reserves.
-func (l *Launcher) take(ctx context.Context, pw *poolWorker, r *zk.Request, nodes *[]*zk.Node) (paused bool, err error) {
+// pass's node listing and quota tally (made when first needed), to which
+// take adds what it reserves.
+func (l *Launcher) take(ctx context.Context, pw *poolWorker, r *zk.Request, nodes *pass) (paused bool, err error) {
 	if !l.claim(r.ID) {
 		return false, nil
 	}
 	// Warm nodes are picked from the last node listing (each is locked and
 	// checked again before use); only a request that needs new nodes pays
 	// for a fresh listing, to check quota.
-	if *nodes == nil {
-		*nodes = l.nodesView()
+	if nodes.nodes == nil {
+		nodes.nodes = l.nodesView()
+		nodes.tally = tallyOf(pw, nodes.nodes)
 	}
-	warm := l.claimWarm(pw, r.NodeTypes, *nodes)
+	warm := l.claimWarm(pw, r.NodeTypes, nodes.nodes)
 	launch := missing(r.NodeTypes, warm)
-	if why := l.quotaShort(pw, *nodes, launch); why != "" {
+	if why := pw.short(nodes.tally, launch); why != "" {
 		l.releaseAll(r.ID, warm)
 		if r.ID == pw.pausedID {
 			return true, nil // still waiting; we hold its lock
@@ -168,7 +169,8 @@ func (l *Launcher) take(ctx context.Context, pw *poolWorker, r *zk.Request, node
 	for i, lb := range launch {
 		n := &zk.Node{Provider: pw.provider.Name, Pool: pw.pool.Name, Type: []string{lb}, State: zk.NodeBuilding,
 			AllocatedTo: r.ID, Resources: resourcesMap(pw.pool.Label(lb).Resources())}
-		*nodes = append(*nodes, n)
+		nodes.nodes = append(nodes.nodes, n)
+		nodes.tally.addNode(pw, n)
 		key := fmt.Sprintf("reserved:%s:%d", r.ID, i)
 		l.addInflight(key, n)
 		reserved = append(reserved, key)
@@ -576,32 +578,63 @@ func (u usage) exceeds(lim limits, base usage) string {
 	return ""
 }
 
+// pass is what one pass over the requests has looked up: the node listing
+// (nil until a request needs it) and the quota its nodes use, to which the
+// pass adds what it reserves. Counted once per pass, not once per request:
+// a queue of thousands would otherwise cost thousands of node counts.
+type pass struct {
+	nodes []*zk.Node
+	tally *tally
+}
+
+// tally is the quota a pool's and its provider's nodes use.
+type tally struct{ pool, provider usage }
+
+// tallyOf counts the quota pw's pool and provider use in nodes.
+func tallyOf(pw *poolWorker, nodes []*zk.Node) *tally {
+	t := &tally{}
+	for _, n := range nodes {
+		t.addNode(pw, n)
+	}
+	return t
+}
+
+func (t *tally) addNode(pw *poolWorker, n *zk.Node) {
+	if n.Provider != pw.provider.Name || n.State == zk.NodeDeleted {
+		return
+	}
+	t.provider.addRecord(n.Resources)
+	if n.Pool == pw.pool.Name {
+		t.pool.addRecord(n.Resources)
+	}
+}
+
+// short says why launching labels on top of t would exceed the pool's or
+// the provider's quota, or "".
+func (pw *poolWorker) short(t *tally, labels []string) string {
+	if len(labels) == 0 {
+		return ""
+	}
+	var need usage
+	for _, lb := range labels {
+		need.add(pw.pool.Label(lb).Resources())
+	}
+	if why := need.exceeds(limitsOf(pw.pool.MaxServers, pw.pool.MaxCores, pw.pool.MaxRAM, pw.pool.MaxResources), t.pool); why != "" {
+		return "pool " + why
+	}
+	if why := need.exceeds(limitsOf(pw.provider.MaxServers, pw.provider.MaxCores, pw.provider.MaxRAM, pw.provider.MaxResources), t.provider); why != "" {
+		return "provider " + why
+	}
+	return ""
+}
+
 // quotaShort says why launching labels now would exceed the pool's or the
 // provider's quota, counting every node they hold, or "".
 func (l *Launcher) quotaShort(pw *poolWorker, nodes []*zk.Node, labels []string) string {
 	if len(labels) == 0 {
 		return ""
 	}
-	var poolUse, provUse, need usage
-	for _, n := range nodes {
-		if n.Provider != pw.provider.Name || n.State == zk.NodeDeleted {
-			continue
-		}
-		provUse.addRecord(n.Resources)
-		if n.Pool == pw.pool.Name {
-			poolUse.addRecord(n.Resources)
-		}
-	}
-	for _, lb := range labels {
-		need.add(pw.pool.Label(lb).Resources())
-	}
-	if why := need.exceeds(limitsOf(pw.pool.MaxServers, pw.pool.MaxCores, pw.pool.MaxRAM, pw.pool.MaxResources), poolUse); why != "" {
-		return "pool " + why
-	}
-	if why := need.exceeds(limitsOf(pw.provider.MaxServers, pw.provider.MaxCores, pw.provider.MaxRAM, pw.provider.MaxResources), provUse); why != "" {
-		return "provider " + why
-	}
-	return ""
+	return pw.short(tallyOf(pw, nodes), labels)
 }
 
 func resourcesMap(r config.Resources) map[string]any {

@@ -3,7 +3,6 @@ package launcher
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,7 +25,7 @@ providers:
       - name: main
         max-servers: 2
         labels:
-          - {name: pod, type: pod, image: "example.org/m:1", cpu: 1, memory: 64}
+          - {name: pod, type: pod, image: "example.org/m:1", cpu: 1, memory: 64, username: ci}
           - {name: ns, type: namespace}
           - {name: huge, type: pod, image: "example.org/m:1", cpu: 1, memory: 64, extra-resources: {gpu: 3}}
         max-resources: {gpu: 2}
@@ -47,6 +46,9 @@ func TestServeFulfilsRequest(t *testing.T) {
 	kc, err := pod.KubeConnection()
 	if err != nil || kc.Pod != "pod" || kc.Token == "" || kc.Namespace != pod.ExternalID {
 		t.Errorf("pod node connection = %+v, %v", kc, err)
+	}
+	if pod.Username != "ci" {
+		t.Errorf("pod node username = %q, want the label's, ci", pod.Username)
 	}
 	if ns.ConnectionType != zk.ConnectionNamespace {
 		t.Errorf("ns node connection type = %q, want namespace", ns.ConnectionType)
@@ -99,10 +101,7 @@ func TestServeFailedLaunchRecordsFirstCause(t *testing.T) {
 	// them.
 	hold := make(chan struct{})
 	r.driver.mu.Lock()
-	r.driver.deleteHook = func(ctx context.Context, ns string, wait bool) error {
-		if !wait {
-			return nil // a failed attempt's namespace
-		}
+	r.driver.podsHook = func(ctx context.Context, ns string) error {
 		select {
 		case <-hold:
 			return nil
@@ -208,7 +207,6 @@ func TestDriverDataIsTyped(t *testing.T) {
 	if !strings.Contains(string(b), tokenExpiryKey) || driverDataOf(n).TokenExpires == 0 {
 		t.Errorf("driver_data = %s, want %s", b, tokenExpiryKey)
 	}
-	_ = errors.New
 }
 
 // A pod that waits for room (or for a pull that may pass) says so in its
@@ -250,4 +248,39 @@ func TestLaunchWaitsAndSaysWhy(t *testing.T) {
 	if dd := driverDataOf(n); dd.Waiting != "" || dd.TokenExpires == 0 {
 		t.Errorf("ready node's driver data = %+v, want no waiting reason and a token expiry", dd)
 	}
+}
+
+// TestQuotaFreesWhenPodsGone: a deleted node's quota is free once its pods
+// are gone, while its namespace is still being deleted.
+func TestQuotaFreesWhenPodsGone(t *testing.T) {
+	r := newRig(t, unitConfig, rigOptions{})
+	gone := make(chan struct{}) // namespaces "finish terminating"
+	var waiting atomic.Int32
+	r.driver.mu.Lock()
+	r.driver.deleteHook = func(ctx context.Context, ns string, wait bool) error {
+		if !wait {
+			return nil
+		}
+		waiting.Add(1)
+		defer waiting.Add(-1)
+		select {
+		case <-gone:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	r.driver.mu.Unlock()
+	first := r.submit("ns", "ns") // max-servers 2
+	r.waitState(first, zk.RequestFulfilled)
+	second := r.submit("ns", "ns")
+	r.waitState(second, zk.RequestPending)
+	r.accept(first)
+	r.waitState(second, zk.RequestFulfilled)
+	if n := waiting.Load(); n != 2 {
+		t.Errorf("%d namespaces still terminating when the next request was fulfilled, want 2 (quota freed before)", n)
+	}
+	close(gone)
+	r.accept(second)
+	r.settled()
 }

@@ -52,10 +52,8 @@ func TestTurbulence(t *testing.T) {
 		}},
 		{"mid-delete", func(r *rig, cut func()) {
 			r.driver.mu.Lock()
-			r.driver.deleteHook = func(ctx context.Context, ns string, wait bool) error {
-				if wait {
-					cut()
-				}
+			r.driver.podsHook = func(ctx context.Context, ns string) error {
+				cut() // the record's deletion comes next
 				return nil
 			}
 			r.driver.mu.Unlock()

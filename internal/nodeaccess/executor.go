@@ -84,6 +84,10 @@ type HostVars struct {
 	AnsibleKubectlContext    string `json:"ansible_kubectl_context"`
 	AnsiblePythonInterpreter string `json:"ansible_python_interpreter"`
 	AnsibleShellType         string `json:"ansible_shell_type,omitempty"`
+	// AnsibleUser is the node's username, when its record names one (the
+	// label's username key); Zuul leaves it unset otherwise, and Ansible
+	// runs as the executor's user, zuul.
+	AnsibleUser string `json:"ansible_user,omitempty"`
 }
 
 // ExecutorFiles are the kubeconfig and inventory for a set of nodes, with
@@ -156,6 +160,7 @@ func NewExecutorFiles(nodes []*zk.Node) (*ExecutorFiles, error) {
 			AnsibleKubectlContext:    ctxName,
 			AnsiblePythonInterpreter: python,
 			AnsibleShellType:         n.ShellType,
+			AnsibleUser:              n.Username,
 		}
 	}
 	return f, nil

@@ -68,6 +68,27 @@ type RegistryOption func(*registryConfig)
 
 type registryConfig struct {
 	user, password string
+	token          *TokenAuth
+}
+
+// TokenAuth is the `auth: token` section of a registry's configuration
+// (distribution's token authentication).
+type TokenAuth struct {
+	// Realm is the token endpoint's URL.
+	Realm string
+	// Service and Issuer are what the registry checks a token's aud and iss
+	// claims against.
+	Service, Issuer string
+	// RootCertBundle is a PEM file with the certificates of the keys that
+	// may sign tokens.
+	RootCertBundle string
+}
+
+// WithTokenAuth makes the registry require bearer tokens from a token
+// server, as configured by ta. The registry is started with deletes enabled,
+// like every registry of this package.
+func WithTokenAuth(ta TokenAuth) RegistryOption {
+	return func(c *registryConfig) { c.token = &ta }
 }
 
 // WithHtpasswd makes the registry require basic auth with this user and
@@ -100,6 +121,13 @@ func Registry(t testing.TB, opts ...RegistryOption) *RegistryServer {
 			t.Fatalf("writing htpasswd: %v", err)
 		}
 		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: kubepool-test\n    path: %s\n", htpasswd)
+	}
+	if ta := cfg.token; ta != nil {
+		if cfg.user != "" {
+			t.Fatal("testenv.Registry: WithHtpasswd and WithTokenAuth exclude each other")
+		}
+		auth = fmt.Sprintf("auth:\n  token:\n    realm: %q\n    service: %q\n    issuer: %q\n    rootcertbundle: %q\n",
+			ta.Realm, ta.Service, ta.Issuer, ta.RootCertBundle)
 	}
 
 	// A free port can be taken by someone else between our probe and the

@@ -131,7 +131,8 @@ type Client struct {
 	sessionID   int64
 	changed     chan struct{} // closed and replaced on every state change
 	registered  map[*Registration]struct{}
-	owed        int // writes waiting for a connection; see owe
+	owed        int   // writes waiting for a connection; see owe
+	dialErr     error // the last connection attempt's error, nil after a success
 	closed      bool
 	done        chan struct{}
 	dispatchEnd chan struct{}
@@ -221,6 +222,11 @@ func (c *Client) dial(network, addr string, timeout time.Duration) (net.Conn, er
 		var d net.Dialer
 		conn, err = d.DialContext(ctx, network, addr)
 	}
+	defer func() {
+		c.mu.Lock()
+		c.dialErr = err
+		c.mu.Unlock()
+	}()
 	if err != nil || c.opts.TLS == nil {
 		return conn, err
 	}
@@ -230,9 +236,10 @@ func (c *Client) dial(network, addr string, timeout time.Duration) (net.Conn, er
 		cfg.ServerName = host
 	}
 	tc := tls.Client(conn, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if herr := tc.HandshakeContext(ctx); herr != nil {
 		conn.Close()
-		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+		err = fmt.Errorf("TLS handshake with %s: %w", addr, herr)
+		return nil, err
 	}
 	return tc, nil
 }
@@ -349,6 +356,14 @@ func (c *Client) waitConnected(ctx context.Context) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			c.mu.Lock()
+			dialErr := c.dialErr
+			c.mu.Unlock()
+			if dialErr != nil {
+				// Say why there is no session (a certificate that does not
+				// verify, a refused connection), not only that there is none.
+				return fmt.Errorf("%w (last attempt: %w)", ctx.Err(), dialErr)
+			}
 			return ctx.Err()
 		}
 	}

@@ -71,6 +71,38 @@ func (l *Lock) Held(ctx context.Context) (bool, error) {
 	return ok && st.EphemeralOwner == l.c.conn.SessionID(), nil
 }
 
+// Released returns a channel closed when the contender h (a lock's holder,
+// from a *LockedError) is gone: the lock was released or its session ended.
+// It is also closed when ctx ends.
+func (c *Client) Released(ctx context.Context, dir string, h *LockHolder) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		for ctx.Err() == nil {
+			ok, _, ev, err := c.conn.ExistsW(c.abs(dir + "/" + h.Contender))
+			if err == nil && !ok {
+				return
+			}
+			if err != nil {
+				if c.retryWait(ctx, time.Second) != nil {
+					return
+				}
+				continue
+			}
+			select {
+			case <-ev:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	return ch
+}
+
+// NodeLockDir and RequestLockDir are the lock directories of a node and a
+// request, for Released.
+func NodeLockDir(id string) string    { return nodeLockPath(id) }
+func RequestLockDir(id string) string { return requestLockPath(id) }
+
 // Lost reports, without asking the server, whether the session the lock
 // was taken in has ended (and the lock with it): whoever holds a lost lock
 // must stop acting on what it locked.

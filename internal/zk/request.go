@@ -308,6 +308,30 @@ func (c *Client) RequestLockIDs(ctx context.Context) ([]string, error) {
 	return c.childIDs(ctx, RequestLockRoot)
 }
 
+// DeleteStaleRequestLock deletes the lock directory of request id if the
+// request does not exist and nobody contends for its lock, as Nodepool's
+// cleanup does; it reports whether it deleted it.
+func (c *Client) DeleteStaleRequestLock(ctx context.Context, id string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	ok, _, err := c.conn.Exists(c.abs(requestPath(id)))
+	if err != nil {
+		return false, fmt.Errorf("looking for request %s: %w", id, zkErr(err))
+	}
+	if ok {
+		return false, nil
+	}
+	err = c.conn.Delete(c.abs(requestLockPath(id)), -1)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, zk.ErrNoNode), errors.Is(err, zk.ErrNotEmpty):
+		return false, nil // gone already, or someone is in it
+	}
+	return false, fmt.Errorf("deleting lock of request %s: %w", id, zkErr(err))
+}
+
 // DeleteRequestLock deletes a request's lock directory and any contenders
 // in it.
 func (c *Client) DeleteRequestLock(ctx context.Context, id string) error {

@@ -1,7 +1,13 @@
 package zk_test
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,4 +117,18 @@ func TestOwedWriteEndsWithSession(t *testing.T) {
 		t.Errorf("Release() of a lock lost with its session = %v, want nil", err)
 	}
 	waitOwed(t, c, 0)
+}
+
+// TestConnectSaysWhyTLSFails: a server whose certificate the client's CA
+// did not sign gives an error naming the certificate problem, not only a
+// timeout.
+func TestConnectSaysWhyTLSFails(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler()) // any TLS server with its own CA
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	_, err := zk.Connect(ctx, srv.Listener.Addr().String(), zk.Options{TLS: &tls.Config{RootCAs: x509.NewCertPool()}})
+	if err == nil || !strings.Contains(err.Error(), "certificate") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Connect(TLS server with another CA) = %v, want a deadline error that names the certificate problem", err)
+	}
 }

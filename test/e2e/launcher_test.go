@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -281,11 +280,15 @@ func TestLauncherZuul(t *testing.T) {
 		t.Errorf("pod node resources = %v, want cores 0.1, ram 64, instances 1", pod["resources"])
 	}
 
-	// Zuul's executor: kubeconfig + inventory, then a playbook with a
-	// command task, run by Ansible over the kubectl connection.
+	// Zuul's executor: kubeconfig + inventory, then a playbook with
+	// command, copy and fetch tasks, run by Ansible over the kubectl
+	// connection as Zuul runs it: the node record names no user, so
+	// Ansible's remote user is Zuul's default, zuul (its temporary files
+	// go under ~zuul).
 	dir := t.TempDir()
 	kubeconfig, inventory := executorFiles(t, dir, nodes)
 	playbook := filepath.Join(dir, "playbook.yaml")
+	fetched := filepath.Join(dir, "fetched")
 	if err := os.WriteFile(playbook, []byte(`- hosts: all
   gather_facts: false
   tasks:
@@ -293,15 +296,22 @@ func TestLauncherZuul(t *testing.T) {
       register: out
     - debug:
         msg: "task said: {{ out.stdout }}"
+    - copy:
+        content: "{{ out.stdout }}\n"
+        dest: /tmp/kubepool-e2e-copied
+    - fetch:
+        src: /tmp/kubepool-e2e-copied
+        dest: `+fetched+`/
+        flat: true
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	kubectlDir := filepath.Dir(le.env.Kubectl)
-	cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", inventory, playbook)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+kubectlDir+":"+os.Getenv("PATH"), "ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=1")
-	out, err := cmd.CombinedOutput()
+	out, err := ansiblePlaybook(ctx, le.env, kubeconfig, inventory, playbook)
 	if err != nil || !strings.Contains(string(out), "task said: git version") {
-		t.Fatalf("ansible-playbook with a command task through the kubectl connection: %v\n%s", err, out)
+		t.Fatalf("ansible-playbook with command, copy and fetch tasks through the kubectl connection as user zuul: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(fetched, "kubepool-e2e-copied")); err != nil || !strings.HasPrefix(string(b), "git version") {
+		t.Errorf("file copied to the pod and fetched back = %q, %v; want git's version", b, err)
 	}
 
 	// The namespace node's token manages its namespace and nothing else.

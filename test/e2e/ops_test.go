@@ -208,10 +208,7 @@ func TestRequestAnsiblePlaybook(t *testing.T) {
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", filepath.Join(job, "inventory.yaml"), playbook)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(job, "kubeconfig"),
-		"PATH="+filepath.Dir(le.env.Kubectl)+":"+os.Getenv("PATH"), "ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=1")
-	out, err := cmd.CombinedOutput()
+	out, err := ansiblePlaybook(ctx, le.env, filepath.Join(job, "kubeconfig"), filepath.Join(job, "inventory.yaml"), playbook)
 	if err != nil || !strings.Contains(string(out), "node0") || !strings.Contains(string(out), "failed=0") {
 		t.Fatalf("ansible-playbook through the kubectl connection: %v\n%s", err, out)
 	}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -23,6 +24,8 @@ import (
 
 	"github.com/go-zookeeper/zk"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubepool/kubepool/internal/testenv"
 )
 
 const (
@@ -310,6 +313,12 @@ func executorFiles(t testing.TB, dir string, nodes []map[string]any) (kubeconfig
 		if st, _ := n["shell_type"].(string); st != "" {
 			hv["ansible_shell_type"] = st
 		}
+		// Zuul sets ansible_user only for a node that names its user;
+		// otherwise Ansible's remote user is the executor's own, zuul
+		// (see ansiblePlaybook).
+		if u, _ := n["username"].(string); u != "" {
+			hv["ansible_user"] = u
+		}
 		hosts[fmt.Sprintf("node%d", i)] = hv
 	}
 	kubeconfig = filepath.Join(dir, "kubeconfig")
@@ -330,4 +339,15 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// ansiblePlaybook runs ansible-playbook as Zuul's executor does: with the
+// kubeconfig and inventory it wrote, kubectl on PATH, and Zuul's default
+// remote user, zuul (the executor runs Ansible as user zuul, so a node
+// without a username gets ansible_user zuul in effect).
+func ansiblePlaybook(ctx context.Context, env *testenv.Env, kubeconfig, inventory, playbook string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", inventory, playbook)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+filepath.Dir(env.Kubectl)+":"+os.Getenv("PATH"),
+		"ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=1", "ANSIBLE_REMOTE_USER=zuul")
+	return cmd.CombinedOutput()
 }
