@@ -198,6 +198,12 @@ providers:
 		t.Errorf("pod node connection_port has no pod: %v", cp)
 	}
 	returnNodes()
-	le.waitGone(t, ids[0].(string), nodes[0]["external_id"].(string))
-	le.waitGone(t, ids[1].(string), nodes[1]["external_id"].(string))
+	for i, n := range nodes {
+		// The record goes once the pods are gone; the namespace is on its way.
+		le.waitGone(t, ids[i].(string), "")
+		ns, err := le.env.Client.CoreV1().Namespaces().Get(ctx, n["external_id"].(string), metav1.GetOptions{})
+		if err == nil && ns.DeletionTimestamp == nil {
+			t.Errorf("namespace %s of returned node %v is not being deleted", ns.Name, ids[i])
+		}
+	}
 }
