@@ -112,6 +112,18 @@ func (c *cluster) up(ctx context.Context) error {
 			"--service-cluster-ip-range", serviceCIDR,
 			"--authorization-mode", "Node,RBAC",
 			"--enable-admission-plugins", "NodeRestriction",
+			// The aggregation layer, for test-only API servers (the
+			// OpenShift project API the openshift e2e tests serve): the
+			// aggregator proxies with the front-proxy client cert and
+			// reaches backends by their endpoints (there is no kube-proxy).
+			"--requestheader-client-ca-file", pkiPath("ca.crt"),
+			"--requestheader-allowed-names", "front-proxy-client",
+			"--requestheader-username-headers", "X-Remote-User",
+			"--requestheader-group-headers", "X-Remote-Group",
+			"--requestheader-extra-headers-prefix", "X-Remote-Extra-",
+			"--proxy-client-cert-file", pkiPath("front-proxy-client.crt"),
+			"--proxy-client-key-file", pkiPath("front-proxy-client.key"),
+			"--enable-aggregator-routing=true",
 			"--allow-privileged=true", "--profiling=false", "--v=1",
 		},
 		healthy: httpOK(tlsClient, fmt.Sprintf("https://%s:%d/readyz", nodeIP, apiPort)),
@@ -305,6 +317,9 @@ func certSpecs() []certSpec {
 		{name: "scheduler", cn: "system:kube-scheduler", client: true},
 		{name: "kubelet-client", cn: "system:node:" + nodeName, org: []string{"system:nodes"}, client: true},
 		{name: "kubelet-server", cn: nodeName, server: true, ips: ip(nodeIP, "127.0.0.1"), dns: []string{nodeName, "localhost"}},
+		// Only this name may assert a user to an aggregated API server
+		// (--requestheader-allowed-names), though the CA is the cluster's.
+		{name: "front-proxy-client", cn: "front-proxy-client", client: true},
 	}
 }
 

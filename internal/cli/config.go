@@ -70,6 +70,9 @@ per provider and pool.`,
 			if err != nil {
 				return err
 			}
+			for _, w := range c.Warnings {
+				fmt.Fprintln(o.Err, "warning:", w)
+			}
 			for _, k := range c.Ignored {
 				log.Debug("ignoring Nodepool key kubepool does not use", "key", k.Path, "line", k.Line)
 			}
@@ -89,8 +92,8 @@ func printConfigSummary(w io.Writer, c *config.Config) error {
 		if kubecontext == "" {
 			kubecontext = "in-cluster"
 		}
-		fmt.Fprintf(&b, "provider %s: context %s, %d pool(s), max-servers %s\n",
-			p.Name, kubecontext, len(p.Pools), configLimit(p.MaxServers))
+		fmt.Fprintf(&b, "provider %s: driver %s, context %s, %d pool(s), max-servers %s\n",
+			p.Name, p.Driver, kubecontext, len(p.Pools), configLimit(p.MaxServers))
 		for _, pl := range p.Pools {
 			pools++
 			labels := make([]string, len(pl.Labels))

@@ -18,6 +18,11 @@ func TestConfigCheck(t *testing.T) {
 	}{
 		{file: "../config/testdata/nodepool.yaml", wantOut: "../config/testdata/nodepool.yaml: OK: 1 provider(s), 2 pool(s), 4 label(s)"},
 		{file: "../config/testdata/kubepool.yaml", wantOut: "  pool dev: 2 label(s): pod-debian (pod), namespace (namespace); max-servers 10"},
+		{file: "../config/testdata/nodepool-compat/openshift-quota.yaml", wantOut: "provider openshift: driver openshift, context admin-cluster.local, 1 pool(s), max-servers 2"},
+		{file: "../config/testdata/nodepool-compat/openshiftpods.yaml", wantOut: "  pool main: 2 label(s): pod-fedora (pod), pod-fedora-secret (pod); max-servers unlimited"},
+		{file: "../config/testdata/nodepool-compat/docs-openshift.yaml", wantOut: "../config/testdata/nodepool-compat/docs-openshift.yaml: OK: 2 provider(s), 2 pool(s), 2 label(s)"},
+		{file: "../config/testdata/nodepool-compat/kubernetes-no-image.yaml", wantOut: "  pool main: 2 label(s): kubernetes-namespace (namespace), pod-default (pod); max-servers unlimited", wantLines: 1},
+		{file: "../config/testdata/bad/openshift.yaml", wantErr: config.ErrInvalid, wantLines: 3},
 		{file: "../config/testdata/bad/wrong-type.yaml", wantErr: config.ErrInvalid, wantLines: 9},
 		{file: "../config/testdata/missing.yaml", wantErr: config.ErrNoConfig},
 	}

@@ -94,6 +94,8 @@ func runLauncher(ctx context.Context, log *slog.Logger, lo launcherOptions) erro
 			return fmt.Errorf("provider %q: %w", p.Name, err)
 		}
 		d.TokenExpiration = p.TokenExpiration
+		// openshift: a project per node where the cluster serves them.
+		d.Projects, d.Log = p.Driver == config.DriverOpenShift, log
 		drivers[p.Name] = d
 	}
 

@@ -60,6 +60,12 @@ type Config struct {
 	// TenantResourceLimits are per-tenant quotas.
 	TenantResourceLimits []TenantResourceLimit
 
+	// Warnings are problems that do not stop the launcher: a label that
+	// Nodepool accepts but that can never launch (a pod label without an
+	// image) is served, and its requests are declined with the reason (see
+	// PoolLabel.Unlaunchable). Each is a *FieldError.
+	Warnings []*FieldError
+
 	// Ignored lists the Nodepool keys that were read and skipped because
 	// they concern Nodepool's image builder (diskimages, elements-dir, ...).
 	// Callers may log them at debug level.
@@ -140,10 +146,23 @@ type IgnoredKey struct {
 	Line int
 }
 
+// Provider drivers kubepool implements.
+const (
+	// DriverKubernetes makes namespaces and pods in namespaces of their own.
+	DriverKubernetes = "kubernetes"
+	// DriverOpenShift makes a project per node (a ProjectRequest where the
+	// cluster serves project.openshift.io/v1, else a namespace).
+	DriverOpenShift = "openshift"
+	// DriverOpenShiftPods makes pods in an existing project: the pool's
+	// name is the project.
+	DriverOpenShiftPods = "openshiftpods"
+)
+
 // Provider is one Kubernetes cluster (a kubeconfig context) and its pools.
 type Provider struct {
 	Name string
-	// Driver is always "kubernetes".
+	// Driver is DriverKubernetes (the default here), DriverOpenShift or
+	// DriverOpenShiftPods.
 	Driver string
 	// Context is the kubeconfig context; empty means the in-cluster service
 	// account. See RESTConfig.
@@ -159,7 +178,9 @@ type Provider struct {
 	BootTimeout time.Duration
 
 	// Quota for the provider's pools together. Unset limits are Unlimited;
-	// a resource missing from MaxResources is unlimited.
+	// a resource missing from MaxResources is unlimited. The openshift
+	// driver's max-projects and the openshiftpods driver's max-pods are
+	// read into MaxServers, and honoured, as Nodepool meant them.
 	MaxServers   int64
 	MaxCores     int64
 	MaxRAM       int64 // MiB
@@ -208,7 +229,22 @@ type LabelType string
 const (
 	TypePod       LabelType = "pod"       // a namespace with one pod that behaves like a machine
 	TypeNamespace LabelType = "namespace" // an empty namespace with credentials scoped to it
+	TypeProject   LabelType = "project"   // openshift driver: a project (a namespace elsewhere) with credentials scoped to it
 )
+
+// RoleAdmin is the role key's value that binds a project or namespace
+// node's service account to the cluster's admin ClusterRole, as Nodepool's
+// openshift driver does, instead of kubepool's own least-privilege Role.
+const RoleAdmin = "admin"
+
+// ImagePullSecret is one entry of a label's image-pull-secrets: a secret
+// the node's pods pull with. Without Namespace it must exist where the pod
+// runs (Nodepool's form); with Namespace, kubepool copies it from there
+// into each new node's namespace (kubepool).
+type ImagePullSecret struct {
+	Name      string
+	Namespace string
+}
 
 // PoolLabel says how a pool builds nodes of one label. Resource fields are
 // zero when unset; after Parse, pod labels carry the pool defaults and limits
@@ -251,6 +287,18 @@ type PoolLabel struct {
 	// Spec, if set, is the user's whole pod spec; the other pod keys are
 	// then unused.
 	Spec *corev1.PodSpec
+
+	// ImagePullSecrets are the secrets the label's pods pull images with.
+	ImagePullSecrets []ImagePullSecret
+
+	// Role is "" for kubepool's least-privilege Role on project and
+	// namespace nodes, or RoleAdmin for Nodepool's admin ClusterRole.
+	Role string
+
+	// Unlaunchable, when not empty, says why nodes of this label can never
+	// be launched (Nodepool accepts such labels); requests for it are
+	// declined with this reason, and Config.Warnings has it.
+	Unlaunchable string
 
 	// PodSecurity is the Pod Security Standard the node's namespace
 	// enforces (kubepool). After Parse it is set for namespace labels

@@ -31,7 +31,9 @@ func (c *Config) applyDefaults() {
 	for i := range c.Providers {
 		pr := &c.Providers[i]
 		pp := indexPath("providers", i)
-		pr.Driver = "kubernetes"
+		if pr.Driver == "" {
+			pr.Driver = DriverKubernetes
+		}
 		if pr.MaxConcurrency < 0 {
 			pr.MaxConcurrency = 0 // Nodepool writes -1 for unbounded
 		}

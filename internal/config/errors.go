@@ -79,6 +79,12 @@ type errorList struct {
 	file  string
 	lines map[string]int // key path -> line, from the decoder
 	errs  []*FieldError
+	warns []*FieldError // problems that do not make the config invalid
+}
+
+// warn records a warning at a key path.
+func (l *errorList) warn(path string, format string, args ...any) {
+	l.warns = append(l.warns, &FieldError{File: l.file, Line: l.lineOf(path), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 // at reports a problem at a key path, finding its line from the paths the

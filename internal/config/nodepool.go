@@ -28,7 +28,7 @@ var ignoredTopLevel = []string{
 }
 
 // supportedDrivers are the provider drivers kubepool implements.
-var supportedDrivers = map[string]bool{"kubernetes": true}
+var supportedDrivers = map[string]bool{DriverKubernetes: true, DriverOpenShift: true, DriverOpenShiftPods: true}
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
@@ -201,12 +201,15 @@ func (d *decoder) provider(n *yaml.Node, path string) (pr Provider, ok bool) {
 			how = " (Nodepool's default when driver is not set)"
 		}
 		d.atLine(driverLine, joinPath(path, "driver"), nil,
-			"provider %q uses driver %q%s; kubepool implements only the kubernetes driver", name, driver, how)
+			"provider %q uses driver %q%s; kubepool implements the kubernetes, openshift and openshiftpods drivers", name, driver, how)
 		return pr, false
 	}
 
 	pr = Provider{MaxServers: Unlimited, MaxCores: Unlimited, MaxRAM: Unlimited}
-	present := d.object(n, path, keys{
+	// The openshift drivers name max-servers after what they make; as in
+	// Nodepool, that key wins over max-servers.
+	var maxNodes *int64
+	known := keys{
 		"name":            func(v *yaml.Node, p string) { pr.Name = d.str(v, p) },
 		"driver":          func(v *yaml.Node, p string) { pr.Driver = d.str(v, p) },
 		"context":         func(v *yaml.Node, p string) { pr.Context = d.str(v, p) },
@@ -219,17 +222,27 @@ func (d *decoder) provider(n *yaml.Node, path string) (pr Provider, ok bool) {
 		"max-ram":         func(v *yaml.Node, p string) { pr.MaxRAM = d.limit(v, p) },
 		"max-resources":   func(v *yaml.Node, p string) { pr.MaxResources = d.intMap(v, p) },
 		"pools": func(v *yaml.Node, p string) {
-			d.list(v, p, func(item *yaml.Node, p string) { pr.Pools = append(pr.Pools, d.pool(item, p)) })
+			d.list(v, p, func(item *yaml.Node, p string) { pr.Pools = append(pr.Pools, d.pool(item, p, driver)) })
 		},
 		// kubepool
 		"token-expiration":  func(v *yaml.Node, p string) { pr.TokenExpiration = d.seconds(v, p) },
 		"buildset-registry": func(v *yaml.Node, p string) { pr.BuildsetRegistry = d.buildsetRegistry(v, p) },
-	})
+	}
+	switch driver {
+	case DriverOpenShift:
+		known["max-projects"] = func(v *yaml.Node, p string) { m := d.limit(v, p); maxNodes = &m }
+	case DriverOpenShiftPods:
+		known["max-pods"] = func(v *yaml.Node, p string) { m := d.limit(v, p); maxNodes = &m }
+	}
+	present := d.object(n, path, known)
+	if maxNodes != nil {
+		pr.MaxServers = *maxNodes
+	}
 	d.require(n, path, present, "name", "pools")
 	return pr, true
 }
 
-func (d *decoder) pool(n *yaml.Node, path string) Pool {
+func (d *decoder) pool(n *yaml.Node, path, driver string) Pool {
 	var pl Pool
 	def := &pl.DefaultLabel
 	present := d.object(n, path, keys{
@@ -250,7 +263,7 @@ func (d *decoder) pool(n *yaml.Node, path string) Pool {
 		"default-label-extra-resources": func(v *yaml.Node, p string) { def.ExtraResources = d.intMap(v, p) },
 
 		"labels": func(v *yaml.Node, p string) {
-			d.list(v, p, func(item *yaml.Node, p string) { pl.Labels = append(pl.Labels, d.poolLabel(item, p)) })
+			d.list(v, p, func(item *yaml.Node, p string) { pl.Labels = append(pl.Labels, d.poolLabel(item, p, driver)) })
 		},
 	})
 	d.require(n, path, present, "name", "labels")
@@ -259,10 +272,12 @@ func (d *decoder) pool(n *yaml.Node, path string) Pool {
 
 // specCompatible are the label keys that may accompany spec: Nodepool builds
 // nothing of its own around a user's pod spec except metadata.
+// image-pull-secrets adds to the spec's imagePullSecrets, so that secrets
+// copied from another namespace (kubepool) can serve a spec too.
 var specCompatible = map[string]bool{"name": true, "type": true, "spec": true, "labels": true, "dynamic-labels": true, "annotations": true, "git-sidecar": true,
-	"pod-security": true, "quota": true, "network": true, "username": true}
+	"pod-security": true, "quota": true, "network": true, "username": true, "image-pull-secrets": true}
 
-func (d *decoder) poolLabel(n *yaml.Node, path string) PoolLabel {
+func (d *decoder) poolLabel(n *yaml.Node, path, driver string) PoolLabel {
 	var l PoolLabel
 	present := d.object(n, path, keys{
 		"name":            func(v *yaml.Node, p string) { l.Name = d.str(v, p) },
@@ -321,6 +336,19 @@ func (d *decoder) poolLabel(n *yaml.Node, path string) PoolLabel {
 			l.GitSidecar = gs
 		},
 		"annotations": func(v *yaml.Node, p string) { l.Annotations = d.strMap(v, p) },
+		"image-pull-secrets": func(v *yaml.Node, p string) {
+			d.list(v, p, func(item *yaml.Node, p string) {
+				var s ImagePullSecret
+				present := d.object(item, p, keys{
+					"name":      func(v *yaml.Node, p string) { s.Name = d.str(v, p) },
+					"namespace": func(v *yaml.Node, p string) { s.Namespace = d.str(v, p) },
+				})
+				d.require(item, p, present, "name")
+				l.ImagePullSecrets = append(l.ImagePullSecrets, s)
+			})
+		},
+		// kubepool
+		"role": func(v *yaml.Node, p string) { l.Role = d.str(v, p) },
 		// kubepool: what a node's namespace enforces
 		"pod-security": func(v *yaml.Node, p string) { l.PodSecurity = PodSecurityLevel(d.str(v, p)) },
 		"network":      func(v *yaml.Node, p string) { l.Network = NetworkMode(d.str(v, p)) },
@@ -346,7 +374,15 @@ func (d *decoder) poolLabel(n *yaml.Node, path string) PoolLabel {
 			}
 		},
 	})
-	d.require(n, path, present, "name", "type")
+	if driver == DriverOpenShiftPods {
+		// Every openshiftpods label is a pod; Nodepool's has no type key.
+		if _, ok := present["type"]; !ok {
+			l.Type = TypePod
+		}
+		d.require(n, path, present, "name")
+	} else {
+		d.require(n, path, present, "name", "type")
+	}
 	if _, ok := present["spec"]; ok {
 		extra := make([]string, 0, len(present))
 		for k := range present {

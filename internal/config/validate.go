@@ -87,8 +87,8 @@ func (c *Config) Validate() error {
 		default:
 			providers[pr.Name] = i
 		}
-		if pr.Driver != "kubernetes" {
-			v.at(p+".driver", "provider %q uses driver %q; kubepool implements only the kubernetes driver", pr.Name, pr.Driver)
+		if !supportedDrivers[pr.Driver] {
+			v.at(p+".driver", "provider %q uses driver %q; kubepool implements the kubernetes, openshift and openshiftpods drivers", pr.Name, pr.Driver)
 		}
 		if pr.LaunchRetries < 0 {
 			v.at(p+".launch-retries", "must not be negative")
@@ -119,6 +119,11 @@ func (c *Config) Validate() error {
 				pools[pl.Name] = j
 			}
 			validateLimits(v, plp, pl.MaxServers, pl.MaxCores, pl.MaxRAM, pl.MaxResources)
+			if pr.Driver == DriverOpenShiftPods && pl.Name != "" {
+				if errs := content.IsDNS1123Label(pl.Name); len(errs) > 0 {
+					v.at(plp+".name", "%q is the project the pool's pods run in, and not a valid project name: %s", pl.Name, strings.Join(errs, "; "))
+				}
+			}
 			inPool := map[string]int{}
 			for k := range pl.Labels {
 				l := &pl.Labels[k]
@@ -132,7 +137,7 @@ func (c *Config) Validate() error {
 					v.at(lp+".name", "label %q is not defined in the top-level labels", l.Name)
 				}
 				served[l.Name] = true
-				l.validate(v, lp)
+				l.validate(v, lp, pr.Driver)
 			}
 		}
 	}
@@ -141,6 +146,7 @@ func (c *Config) Validate() error {
 			v.at(indexPath("labels", i)+".name", "label %q is not served by any provider pool", l.Name)
 		}
 	}
+	c.Warnings = v.warns
 	return v.err()
 }
 
@@ -160,18 +166,48 @@ func validateLimits(v *errorList, path string, servers, cores, ram int64, other 
 	}
 }
 
-func (l *PoolLabel) validate(v *errorList, p string) {
+// labelTypes are the label types each driver serves, as Nodepool's do.
+var labelTypes = map[string][]LabelType{
+	DriverKubernetes:    {TypePod, TypeNamespace},
+	DriverOpenShift:     {TypePod, TypeProject},
+	DriverOpenShiftPods: {TypePod},
+}
+
+func (l *PoolLabel) validate(v *errorList, p, driver string) {
 	if l.Name == "" {
 		v.at(p+".name", "must not be empty")
 	}
-	switch l.Type {
-	case TypePod:
-	case TypeNamespace:
-		if l.Spec != nil {
-			v.at(p+".spec", "only pod labels take a spec")
+	if types, ok := labelTypes[driver]; ok && !slices.Contains(types, l.Type) {
+		want := make([]string, len(types))
+		for i, t := range types {
+			want[i] = string(t)
 		}
-	default:
-		v.at(p+".type", "%q is not a label type (want pod or namespace)", l.Type)
+		v.at(p+".type", "%q is not a label type of the %s driver (want %s)", l.Type, driver, strings.Join(want, " or "))
+	}
+	if l.Type != TypePod && l.Spec != nil {
+		v.at(p+".spec", "only pod labels take a spec")
+	}
+	switch {
+	case l.Role == "":
+	case l.Type == TypePod:
+		v.at(p+".role", "only project and namespace labels take a role (a pod node's token may use its pod only)")
+	case l.Role != RoleAdmin:
+		v.at(p+".role", "%q is not a role (want %s, or no role key for kubepool's least-privilege Role)", l.Role, RoleAdmin)
+	}
+	for i, s := range l.ImagePullSecrets {
+		sp := indexPath(p+".image-pull-secrets", i)
+		if errs := content.IsDNS1123Subdomain(s.Name); len(errs) > 0 {
+			v.at(sp+".name", "%q is not a secret name: %s", s.Name, strings.Join(errs, "; "))
+		}
+		if s.Namespace != "" {
+			if errs := content.IsDNS1123Label(s.Namespace); len(errs) > 0 {
+				v.at(sp+".namespace", "%q is not a namespace name: %s", s.Namespace, strings.Join(errs, "; "))
+			}
+		}
+		if l.Type != TypePod {
+			// Nodepool accepts it there too, and ignores it.
+			v.warn(sp, "ignored: only pod labels pull images")
+		}
 	}
 	if l.PythonPath == "" {
 		v.at(p+".python-path", "must not be empty")
@@ -225,7 +261,10 @@ func (l *PoolLabel) validate(v *errorList, p string) {
 		return
 	}
 	if l.Image == "" {
-		v.at(p+".image", "a pod label needs an image")
+		// Nodepool accepts this and fails every launch; kubepool serves
+		// the label and declines its requests, saying why.
+		l.Unlaunchable = "pod label " + l.Name + " has no image (and no spec): its nodes can never launch"
+		v.warn(p+".image", "a pod label needs an image; requests for label %q will be declined", l.Name)
 	} else {
 		validateImage(v, p+".image", l.Image)
 	}

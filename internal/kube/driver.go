@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -46,6 +48,21 @@ type Driver struct {
 	SkipTLS bool
 	// TokenExpiration is the lifetime requested for node tokens.
 	TokenExpiration time.Duration
+
+	// Dynamic reaches APIs client-go has no types for (OpenShift's
+	// projects). NewDriver sets it.
+	Dynamic dynamic.Interface
+	// Projects makes each new node namespace an OpenShift project (a
+	// ProjectRequest) where the cluster serves them (the openshift driver);
+	// elsewhere a namespace is made, as without it.
+	Projects bool
+	// Log, if set, is told what the driver decides once per Driver (no
+	// projects served). Library code logs nothing else.
+	Log *slog.Logger
+
+	projects       projectDiscovery
+	noProjectsOnce sync.Once
+
 	// WithoutPolicy leaves out what a node's namespace enforces (Pod
 	// Security labels, quota, limits, network policy): only for measuring
 	// what they cost. Never set it for nodes that run untrusted jobs.
@@ -84,7 +101,11 @@ func NewDriver(cfg *rest.Config) (*Driver, error) {
 			return nil, fmt.Errorf("reading cluster CA: %w", err)
 		}
 	}
-	return &Driver{Client: client, Host: cfg.Host, CAData: ca, SkipTLS: cfg.Insecure, TokenExpiration: DefaultTokenExpiration}, nil
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating dynamic Kubernetes client for %s: %w", cfg.Host, err)
+	}
+	return &Driver{Client: client, Dynamic: dyn, Host: cfg.Host, CAData: ca, SkipTLS: cfg.Insecure, TokenExpiration: DefaultTokenExpiration}, nil
 }
 
 // Resource describes one node to create.
@@ -105,6 +126,40 @@ type Resource struct {
 	// Waiting, if set, is told when the pod starts waiting for something
 	// that may pass (see WaitForPodReporting), and nil when it stops.
 	Waiting func(*PodError)
+
+	// InNamespace says Namespace exists already and is not the node's
+	// (openshiftpods): only the node's own objects are made in it, all
+	// named PodName, and its Role grants the node's token its pod alone.
+	InNamespace bool
+	// CopySecrets are image pull secrets copied into Namespace for the
+	// pod (named as they are, or PodName-<name> InNamespace).
+	CopySecrets []SecretRef
+	// AdminRole binds the node's service account to the cluster's admin
+	// ClusterRole, as Nodepool's openshift driver does, instead of
+	// kubepool's Role (namespace and project nodes only).
+	AdminRole bool
+}
+
+// SecretRef names a secret in a namespace.
+type SecretRef struct {
+	Namespace, Name string
+}
+
+// ServiceAccount returns the name of the service account, Role and
+// RoleBinding of the node r describes.
+func (r *Resource) ServiceAccount() string {
+	if r.InNamespace {
+		return r.PodName
+	}
+	return ServiceAccountName
+}
+
+// copiedName is the name a copied secret gets in the node's namespace.
+func (r *Resource) copiedName(s SecretRef) string {
+	if r.InNamespace {
+		return r.PodName + "-" + s.Name
+	}
+	return s.Name
 }
 
 // Connection is what a node's user needs to reach it.
@@ -134,34 +189,39 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: r.Namespace, Labels: r.Owner.Labels()}
 	}
-	nsMeta := meta(r.Namespace)
-	nsMeta.Namespace = ""
+	sa := r.ServiceAccount()
 	spec := r.Pod
-	if !d.WithoutPolicy {
-		version, err := d.PodSecurityVersion(ctx)
-		if err != nil {
+	// In a namespace that is not the node's (openshiftpods), what the
+	// namespace enforces is its owner's to set, not kubepool's.
+	withPolicy := !d.WithoutPolicy && !r.InNamespace
+	policy := r.Policy
+	if !withPolicy {
+		policy = Policy{}
+	}
+	if !r.InNamespace {
+		nsLabels := r.Owner.Labels()
+		if withPolicy {
+			version, err := d.PodSecurityVersion(ctx)
+			if err != nil {
+				return nil, err
+			}
+			level := r.Policy.PodSecurity
+			if r.Kind == KindPod {
+				if level == "" {
+					if level, err = PodSecurityFor(&spec, version); err != nil {
+						return nil, err
+					}
+				}
+			} else if level == "" {
+				level = PodSecurityBaseline
+			}
+			for k, v := range podSecurityLabels(level, version) {
+				nsLabels[k] = v
+			}
+		}
+		if err := d.createNamespace(ctx, r.Namespace, nsLabels); err != nil {
 			return nil, err
 		}
-		level := r.Policy.PodSecurity
-		if r.Kind == KindPod {
-			if level == "" {
-				if level, err = PodSecurityFor(&spec, version); err != nil {
-					return nil, err
-				}
-			}
-		} else if level == "" {
-			level = PodSecurityBaseline
-		}
-		for k, v := range podSecurityLabels(level, version) {
-			nsMeta.Labels[k] = v
-		}
-	}
-	if _, err := d.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: nsMeta}, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("creating namespace %q: %w", r.Namespace, err)
-	}
-	policy := r.Policy
-	if d.WithoutPolicy {
-		policy = Policy{}
 	}
 	createQuota := func(ctx context.Context) error {
 		if len(policy.Quota) == 0 {
@@ -173,7 +233,7 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	if !d.WithoutPolicy {
+	if withPolicy {
 		g.Go(func() error {
 			np := d.networkPolicy(gctx, meta(PolicyName), policy.IsolateEgress)
 			if _, err := d.Client.NetworkingV1().NetworkPolicies(r.Namespace).Create(gctx, np, metav1.CreateOptions{}); err != nil {
@@ -200,35 +260,58 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 		})
 	}
 	g.Go(func() error {
-		sa := &corev1.ServiceAccount{ObjectMeta: meta(ServiceAccountName), AutomountServiceAccountToken: ptr(false)}
-		if _, err := d.Client.CoreV1().ServiceAccounts(r.Namespace).Create(gctx, sa, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating service account %s/%s: %w", r.Namespace, ServiceAccountName, err)
+		obj := &corev1.ServiceAccount{ObjectMeta: meta(sa), AutomountServiceAccountToken: ptr(false)}
+		if _, err := d.Client.CoreV1().ServiceAccounts(r.Namespace).Create(gctx, obj, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating service account %s/%s: %w", r.Namespace, sa, err)
 		}
 		return nil
 	})
-	g.Go(func() error {
-		role := &rbacv1.Role{ObjectMeta: meta(ServiceAccountName), Rules: RoleRules(r.Kind, r.PodName)}
-		if _, err := d.Client.RbacV1().Roles(r.Namespace).Create(gctx, role, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("creating role %s/%s: %w", r.Namespace, role.Name, err)
+	roleRef := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: sa}
+	makeRole := func(ctx context.Context) error { return nil }
+	if r.AdminRole && !r.InNamespace && r.Kind != KindPod {
+		roleRef = rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"}
+	} else {
+		makeRole = func(ctx context.Context) error {
+			role := &rbacv1.Role{ObjectMeta: meta(sa), Rules: RoleRules(r.Kind, r.PodName)}
+			if _, err := d.Client.RbacV1().Roles(r.Namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("creating role %s/%s: %w", r.Namespace, role.Name, err)
+			}
+			return nil
 		}
-		return nil
-	})
-	g.Go(func() error {
-		// A binding may name a role that does not exist yet.
+	}
+	makeBinding := func(ctx context.Context) error {
 		rb := &rbacv1.RoleBinding{
-			ObjectMeta: meta(ServiceAccountName),
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: ServiceAccountName, Namespace: r.Namespace}},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ServiceAccountName},
+			ObjectMeta: meta(sa),
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: r.Namespace}},
+			RoleRef:    roleRef,
 		}
-		if _, err := d.Client.RbacV1().RoleBindings(r.Namespace).Create(gctx, rb, metav1.CreateOptions{}); err != nil {
+		if _, err := d.Client.RbacV1().RoleBindings(r.Namespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating role binding %s/%s: %w", r.Namespace, rb.Name, err)
 		}
 		return nil
-	})
+	}
+	if r.InNamespace || d.Projects {
+		// A launcher without the right to bind any role (openshiftpods, a
+		// project's requester) may bind only a Role that exists and whose
+		// permissions it holds: the Role first.
+		g.Go(func() error {
+			if err := makeRole(gctx); err != nil {
+				return err
+			}
+			return makeBinding(gctx)
+		})
+	} else {
+		// A binding may name a role that does not exist yet.
+		g.Go(func() error { return makeRole(gctx) })
+		g.Go(func() error { return makeBinding(gctx) })
+	}
+	for _, s := range r.CopySecrets {
+		g.Go(func() error { return d.copySecret(gctx, s, meta(r.copiedName(s))) })
+	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	conn := &Connection{Host: d.Host, CAData: d.CAData, SkipTLS: d.SkipTLS, Namespace: r.Namespace, User: ServiceAccountName}
+	conn := &Connection{Host: d.Host, CAData: d.CAData, SkipTLS: d.SkipTLS, Namespace: r.Namespace, User: sa}
 	if r.Kind != KindPod {
 		if err := d.RefreshToken(ctx, conn); err != nil {
 			return nil, err
@@ -247,9 +330,12 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	// can be bound to the pod (deleting the pod revokes it), but does not
 	// mount a token itself (unless its spec asks): the token is for the
 	// job.
-	spec.ServiceAccountName = ServiceAccountName
+	spec.ServiceAccountName = sa
 	if spec.AutomountServiceAccountToken == nil {
 		spec.AutomountServiceAccountToken = ptr(false)
+	}
+	for _, s := range r.CopySecrets {
+		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: r.copiedName(s)})
 	}
 	created, err := d.Client.CoreV1().Pods(r.Namespace).Create(ctx, &corev1.Pod{ObjectMeta: pm, Spec: spec}, metav1.CreateOptions{})
 	if err != nil {
@@ -306,6 +392,37 @@ func (d *Driver) requestToken(ctx context.Context, conn *Connection, podUID type
 		return fmt.Errorf("requesting token for %s/%s: %w", conn.Namespace, conn.User, err)
 	}
 	conn.Token, conn.TokenExpiry = got.Status.Token, got.Status.ExpirationTimestamp.Time
+	return nil
+}
+
+// createNamespace makes a node's namespace: a project where the Driver
+// makes projects and the cluster serves them, else a namespace.
+func (d *Driver) createNamespace(ctx context.Context, name string, labels map[string]string) error {
+	project, err := d.useProjects(ctx)
+	if err != nil {
+		return err
+	}
+	if project {
+		return d.createProject(ctx, name, labels)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if _, err := d.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating namespace %q: %w", name, err)
+	}
+	return nil
+}
+
+// copySecret copies the secret s names into a new secret with the given
+// metadata.
+func (d *Driver) copySecret(ctx context.Context, s SecretRef, meta metav1.ObjectMeta) error {
+	src, err := d.Client.CoreV1().Secrets(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading image pull secret %s/%s to copy: %w", s.Namespace, s.Name, err)
+	}
+	dst := &corev1.Secret{ObjectMeta: meta, Type: src.Type, Data: src.Data, Immutable: ptr(true)}
+	if _, err := d.Client.CoreV1().Secrets(meta.Namespace).Create(ctx, dst, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("copying image pull secret %s/%s to %s/%s: %w", s.Namespace, s.Name, meta.Namespace, meta.Name, err)
+	}
 	return nil
 }
 
@@ -375,7 +492,24 @@ func (d *Driver) Delete(ctx context.Context, namespace string, wait bool) error 
 		_ = d.waitPodsGone(pctx, namespace)
 		cancel()
 	}
-	err := d.Client.CoreV1().Namespaces().Delete(ctx, namespace, metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationBackground)})
+	project, err := d.useProjects(ctx)
+	if err != nil {
+		return err
+	}
+	if project {
+		if err := d.deleteProject(ctx, namespace); err != nil {
+			return err
+		}
+		if !wait {
+			return nil
+		}
+		// A project's requester may not be allowed to watch namespaces.
+		if err := d.waitGone(ctx, namespace); err != nil && !apierrors.IsForbidden(err) {
+			return err
+		}
+		return nil
+	}
+	err = d.Client.CoreV1().Namespaces().Delete(ctx, namespace, metav1.DeleteOptions{PropagationPolicy: ptr(metav1.DeletePropagationBackground)})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

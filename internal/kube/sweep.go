@@ -11,14 +11,24 @@ import (
 // Owned is one namespace kubepool made, as the leak sweep sees it.
 type Owned struct {
 	Namespace string
-	NodeID    string
-	Launcher  string
-	Deleting  bool // already terminating
+	// Name is, for pod nodes in a namespace they do not own, the name of
+	// their pod, service account and Role; empty otherwise.
+	Name     string
+	NodeID   string
+	Launcher string
+	Deleting bool // already terminating
 }
 
 // List returns provider's namespaces, selected by label: namespaces that are
 // not kubepool's are never listed.
 func (d *Driver) List(ctx context.Context, provider string) ([]Owned, error) {
+	project, err := d.useProjects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if project {
+		return d.listProjects(ctx, provider)
+	}
 	l, err := d.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: ProviderSelector(provider).String()})
 	if err != nil {
 		return nil, fmt.Errorf("listing namespaces of provider %q: %w", provider, err)

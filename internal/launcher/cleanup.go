@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/kubepool/kubepool/internal/config"
 	"github.com/kubepool/kubepool/internal/zk"
 )
 
@@ -295,9 +296,14 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 	// finishes deleting it, and the leak sweep covers what it would not.
 	if n.ExternalID != "" {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		err := pw.driver.Delete(dctx, n.ExternalID, false)
-		if err == nil {
-			err = pw.driver.WaitPodsGone(dctx, n.ExternalID)
+		var err error
+		if pw.inProject() {
+			err = pw.deleteNodeObjects(dctx, n, n.ExternalID, true)
+		} else {
+			err = pw.driver.Delete(dctx, n.ExternalID, false)
+			if err == nil {
+				err = pw.driver.WaitPodsGone(dctx, n.ExternalID)
+			}
 		}
 		cancel()
 		if err != nil {
@@ -365,8 +371,15 @@ func (l *Launcher) topUp(ctx context.Context, nodes []*zk.Node) error {
 // a node created meanwhile is always matched to its node.
 func (l *Launcher) sweep(ctx context.Context) error {
 	var errs []error
-	for _, p := range l.cfg.Providers {
+	for i := range l.cfg.Providers {
+		p := &l.cfg.Providers[i]
 		d := l.drivers[p.Name]
+		if p.Driver == config.DriverOpenShiftPods {
+			if err := l.sweepProjects(ctx, p); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		owned, err := d.List(ctx, p.Name)
 		if err != nil {
 			l.metrics.KubeErrors.WithLabelValues("list").Inc()

@@ -32,6 +32,9 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 		// every attempt gets a fresh name, and launchers with separate
 		// ZooKeepers (whose node ids collide) can share a cluster.
 		ns := kube.DNSLabel(fmt.Sprintf("%s-%s-%s", pw.pool.Name, n.ID, randHex(2)))
+		if pw.inProject() {
+			ns = pw.pool.Name // openshiftpods: the pool is the project
+		}
 		n.ExternalID = ns
 		if err := l.zk.UpdateNode(ctx, n); err != nil {
 			return fmt.Errorf("recording namespace of node %s: %w", n.ID, err)
@@ -63,7 +66,8 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 		l.metrics.KubeErrors.WithLabelValues("launch").Inc()
 		l.log.Warn("launch failed", "node", n.ID, "label", label.Name, "namespace", ns, "attempt", attempt, "of", attempts, "err", err)
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		if derr := pw.driver.Delete(dctx, ns, false); derr != nil {
+		// In a project the next attempt reuses the pod's name: wait.
+		if derr := pw.deleteNodeObjects(dctx, n, ns, pw.inProject() && attempt < attempts); derr != nil {
 			l.log.Warn("deleting failed launch", "node", n.ID, "namespace", ns, "err", derr)
 		}
 		dcancel()
@@ -165,6 +169,7 @@ func (l *Launcher) resource(ctx context.Context, pw *poolWorker, label *config.P
 		Namespace:   ns,
 		Annotations: label.Annotations,
 		Policy:      nodePolicy(label),
+		AdminRole:   label.Role == config.RoleAdmin,
 	}
 	if label.Type != config.TypePod {
 		return res, nil
@@ -179,6 +184,15 @@ func (l *Launcher) resource(ctx context.Context, pw *poolWorker, label *config.P
 	}
 	res.Kind = kube.KindPod
 	res.PodName, res.PodLabels, res.Pod, res.Annotations = pod.Name, pod.Labels, pod.Spec, pod.Annotations
+	if pw.inProject() {
+		res.InNamespace = true
+		res.PodName = projectPodName(label.Name, n.ID)
+	}
+	for _, s := range label.ImagePullSecrets {
+		if s.Namespace != "" {
+			res.CopySecrets = append(res.CopySecrets, kube.SecretRef{Namespace: s.Namespace, Name: s.Name})
+		}
+	}
 	last := start
 	phases := map[kube.Milestone]string{kube.Scheduled: "schedule", kube.Pulled: "image_pull", kube.Started: "container_start", kube.Ready: "ready"}
 	res.Observe = func(m kube.Milestone) {
@@ -232,6 +246,8 @@ func (l *Launcher) setConnection(n *zk.Node, pw *poolWorker, label *config.PoolL
 		n.ConnectionType = zk.ConnectionKubectl
 		n.InterfaceIP = conn.Pod
 		n.Hostname = conn.Pod
+	} else if label.Type == config.TypeProject {
+		n.ConnectionType = zk.ConnectionProject
 	} else {
 		n.ConnectionType = zk.ConnectionNamespace
 	}

@@ -153,6 +153,9 @@ type poolWorker struct {
 	pool     *config.Pool
 	id       string // the pool component's id: what goes in declined_by
 	driver   Driver
+	// project is driver, for pools whose nodes live in an existing
+	// project (openshiftpods); nil otherwise.
+	project projectDriver
 
 	// pausedLock and pausedID are the request the pool is paused on
 	// (locked, pending, waiting for quota); only servePool touches them.
@@ -200,9 +203,16 @@ func New(opts Options) (*Launcher, error) {
 		if d == nil {
 			return nil, fmt.Errorf("launcher: no Kubernetes driver for provider %q", p.Name)
 		}
+		var pd projectDriver
+		if p.Driver == config.DriverOpenShiftPods {
+			var ok bool
+			if pd, ok = d.(projectDriver); !ok {
+				return nil, fmt.Errorf("launcher: the driver of openshiftpods provider %q cannot make pods in an existing project", p.Name)
+			}
+		}
 		for j := range p.Pools {
 			pool := &p.Pools[j]
-			l.pools = append(l.pools, &poolWorker{provider: p, pool: pool, driver: d, id: fmt.Sprintf("%s-%s-%s", l.id, p.Name, pool.Name)})
+			l.pools = append(l.pools, &poolWorker{provider: p, pool: pool, driver: d, project: pd, id: fmt.Sprintf("%s-%s-%s", l.id, p.Name, pool.Name)})
 		}
 	}
 	l.logPodSecurity()
@@ -217,6 +227,9 @@ func (l *Launcher) ID() string { return l.id }
 // they were building are unlocked and the next launcher's cleanup deletes
 // them.
 func (l *Launcher) Run(ctx context.Context) error {
+	if err := l.checkAccess(ctx); err != nil {
+		return err
+	}
 	launcher, err := l.zk.Register(ctx, zk.Component{Kind: zk.KindLauncher, Hostname: l.hostname, State: zk.ComponentRunning, Version: Version, ID: l.id})
 	if err != nil {
 		return fmt.Errorf("registering launcher: %w", err)

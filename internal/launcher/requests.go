@@ -255,8 +255,12 @@ func (pw *poolWorker) cannotServe(labels []string) string {
 		return "the request asks for no nodes"
 	}
 	for _, lb := range labels {
-		if pw.pool.Label(lb) == nil {
+		pl := pw.pool.Label(lb)
+		if pl == nil {
 			return fmt.Sprintf("pool does not serve label %q", lb)
+		}
+		if pl.Unlaunchable != "" {
+			return pl.Unlaunchable
 		}
 	}
 	var need usage

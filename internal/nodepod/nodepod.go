@@ -89,6 +89,14 @@ func For(label *config.PoolLabel, dynamic map[string]string) (*Pod, error) {
 	// asks (see Harden): it is the job's.
 	p.Spec.RestartPolicy = corev1.RestartPolicyNever
 	p.Spec.ServiceAccountName = kube.ServiceAccountName
+	// Secrets named without a namespace are the node namespace's own
+	// (Nodepool's image-pull-secrets); internal/kube adds the ones it
+	// copies in, which it names.
+	for _, s := range label.ImagePullSecrets {
+		if s.Namespace == "" {
+			p.Spec.ImagePullSecrets = append(p.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s.Name})
+		}
+	}
 	if gs := label.GitSidecar; gs != nil {
 		if err := AddGitSidecar(&p.Spec, GitSidecar{Image: gs.Image, MountPath: gs.Path, Command: kube.MachineCommand, SizeLimit: gs.SizeLimit}); err != nil {
 			return nil, fmt.Errorf("label %s: %w", label.Name, err)

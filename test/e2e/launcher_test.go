@@ -155,6 +155,7 @@ func startLauncherDrivers(t testing.TB, makeConfig func(env *testenv.Env, server
 			d.Client = client()
 		}
 		d.TokenExpiration = p.TokenExpiration
+		d.Projects = p.Driver == config.DriverOpenShift
 		d.WithoutPolicy = benchWithoutPolicy
 		drivers[p.Name] = d
 	}
