@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubepool/kubepool/internal/config"
@@ -202,7 +203,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// waitGone waits until the node record is deleted and its namespace is gone.
+// waitGone waits until the node record is deleted and then until its
+// namespace is gone.
 func (le *launcherEnv) waitGone(t testing.TB, id, namespace string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -221,8 +223,14 @@ func (le *launcherEnv) waitGone(t testing.TB, id, namespace string) {
 	if namespace == "" {
 		return
 	}
-	if _, err := le.env.Client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Fatalf("namespace %s of deleted node %s: Get = %v, want NotFound", namespace, id, err)
+	// The record goes once the node's pods are gone (its quota is free
+	// then); the launcher goes on deleting the namespace and waits for it.
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		_, err := le.env.Client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		t.Fatalf("namespace %s of deleted node %s still exists: %v", namespace, id, err)
 	}
 }
 
