@@ -126,9 +126,12 @@ func (l *putLog) wrap(next http.RoundTripper) http.RoundTripper {
 //
 // The same registry then serves [testPromoteCLI].
 func TestPromoteFaults(t *testing.T) {
-	w := seedWorld(t, 12)
-	t.Run("registry stopped", func(t *testing.T) { testPromoteRegistryStopped(t, w) })
-	t.Run("cli", func(t *testing.T) { testPromoteCLI(t, w) })
+	// Each part gets a registry of its own: a registry killed while it
+	// rewrites a manifest's revision link (distribution's filesystem driver
+	// does not write it atomically) can leave other tags of that digest
+	// answering 500, which is the registry's damage, not promote's.
+	t.Run("registry stopped", func(t *testing.T) { testPromoteRegistryStopped(t, seedWorld(t, 12)) })
+	t.Run("cli", func(t *testing.T) { testPromoteCLI(t, seedWorld(t, 12)) })
 }
 
 func testPromoteRegistryStopped(t *testing.T, w *world) {
