@@ -209,7 +209,9 @@ func TestRequestFailures(t *testing.T) {
 		t.Errorf("Request(stolen) = %v, want an allocation error", err)
 	}
 
-	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	// The deadline must leave the stand-in time to mark the request
+	// pending on a ZooKeeper shared with other test packages.
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	_, err = requestor.Request(wctx, c, requestor.Spec{Labels: []string{"slow"}})
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "still pending") {
