@@ -371,8 +371,11 @@ func TestLauncherDeclineAndFail(t *testing.T) {
 		if len(nodes) == 0 && len(nsl.Items) == 0 {
 			break
 		}
+		// The node record goes once its pods are gone, before its
+		// namespace: look at the namespaces again without a node event.
 		select {
 		case <-le.nodesCh():
+		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
 			t.Fatalf("after the failed launch: %d nodes and %d namespaces remain", len(nodes), len(nsl.Items))
 		}
