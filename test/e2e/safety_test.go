@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/kubepool/kubepool/internal/kube"
 	"github.com/kubepool/kubepool/internal/nodeaccess"
@@ -257,12 +258,19 @@ func TestSafeNodes(t *testing.T) {
 				p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}}}
 			}), forbiddenPSA},
 			{"privileged ephemeral container", func(ctx context.Context) error {
-				p := job.DeepCopy()
-				p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
-					Name: "debug", Image: img, Command: kube.MachineCommand, SecurityContext: &corev1.SecurityContext{Privileged: ptr(true)},
-				}}}
-				_, err := ns.client.CoreV1().Pods(ns.namespace).UpdateEphemeralContainers(ctx, p.Name, p, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
-				return err
+				// The pod's status changes while it starts: update the
+				// latest version, and again on a conflict.
+				return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+					p, err := ns.client.CoreV1().Pods(ns.namespace).Get(ctx, job.Name, metav1.GetOptions{})
+					if err != nil {
+						return err
+					}
+					p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+						Name: "debug", Image: img, Command: kube.MachineCommand, SecurityContext: &corev1.SecurityContext{Privileged: ptr(true)},
+					}}}
+					_, err = ns.client.CoreV1().Pods(ns.namespace).UpdateEphemeralContainers(ctx, p.Name, p, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+					return err
+				})
 			}, forbiddenPSA},
 			{"second pod (quota: 2 pods)", func(ctx context.Context) error {
 				_, err := ns.client.CoreV1().Pods(ns.namespace).Create(ctx, newPod("second", nil), metav1.CreateOptions{})
