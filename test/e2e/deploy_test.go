@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -112,8 +113,14 @@ func TestDeployInCluster(t *testing.T) {
 
 	returnNodes()
 	waitZNodeGone(t, ctx, z, zuulNodesRoot+"/"+nodeID)
-	if _, err := env.Client.CoreV1().Namespaces().Get(ctx, target.Namespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("namespace %s of the returned node: Get = %v, want NotFound", target.Namespace, err)
+	// The record goes once the node's pods are gone; the launcher goes on
+	// deleting the namespace.
+	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		_, err := env.Client.CoreV1().Namespaces().Get(ctx, target.Namespace, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		t.Errorf("namespace %s of the returned node is not gone: %v", target.Namespace, err)
 	}
 }
 
