@@ -8,8 +8,9 @@ export GOFLAGS ?= -buildvcs=false
 
 all: build
 
-build: ## build bin/kubepool
+build: ## build bin/kubepool and bin/kubepool-images
 	$(GO) build -o bin/kubepool ./cmd/kubepool
+	$(GO) build -o bin/kubepool-images ./cmd/kubepool-images
 
 deps: ## install the Debian packages the dev cluster and the tests use
 	hack/devcluster/deps.sh

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/kubepool/kubepool/internal/cli"
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 )
 
 func main() {
@@ -18,6 +19,6 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kubepool:", err)
-		os.Exit(cli.ExitCode(err))
+		os.Exit(cliutil.ExitCode(err))
 	}
 }

@@ -30,7 +30,7 @@ a buildset ends, images and credentials, ttl after its last node is gone.`,
 // buildsetStore connects to ZooKeeper and returns a store on it, the config
 // if one was read, and the function that closes the connection.
 func (o *rootOptions) buildsetStore(cmd *cobra.Command, z *zkOptions) (*buildset.Store, *config.Config, func(), error) {
-	log, err := o.logger()
+	log, err := o.Logger()
 	if err != nil {
 		return nil, nil, nil, err
 	}

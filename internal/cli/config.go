@@ -56,7 +56,7 @@ per provider and pool.`,
 			if err := co.Validate(); err != nil {
 				return err
 			}
-			log, err := o.logger()
+			log, err := o.Logger()
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
+
 	"github.com/kubepool/kubepool/internal/config"
 )
 
@@ -29,7 +31,7 @@ func TestConfigCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			o := &rootOptions{LogLevel: "info", LogFormat: "text", Out: &out, Err: &errOut}
+			o := &rootOptions{Options: cliutil.Options{LogLevel: "info", LogFormat: "text", Out: &out, Err: &errOut}}
 			cmd := newConfigCmd(o)
 			cmd.SilenceErrors = true // as the root command does; main prints the error
 			cmd.SetArgs([]string{"check", "-c", tt.file})

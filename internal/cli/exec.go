@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
+
 	"github.com/spf13/cobra"
 
 	"github.com/kubepool/kubepool/internal/nodeaccess"
@@ -45,7 +47,7 @@ the command may or may not have finished. Flags go before NODE.`,
 			if err := eo.Validate(); err != nil {
 				return err
 			}
-			log, err := o.logger()
+			log, err := o.Logger()
 			if err != nil {
 				return err
 			}
@@ -96,14 +98,14 @@ func runExec(cmd *cobra.Command, o *rootOptions, c *zk.Client, eo execOptions, n
 	}
 	err = ex.Run(ctx, target, argv, opts)
 	if ee, ok := errors.AsType[*podexec.ExecError](err); ok {
-		return exitErrorf(ee.ExitCode, "command %q in node %s (pod %s) exited with code %d", argv, node, target, ee.ExitCode)
+		return cliutil.Exitf(ee.ExitCode, "command %q in node %s (pod %s) exited with code %d", argv, node, target, ee.ExitCode)
 	}
 	if errors.Is(err, podexec.ErrStream) {
-		return &ExitError{Code: ExitStreamBroken, Err: fmt.Errorf("%w: the command may or may not have finished", err)}
+		return &cliutil.ExitError{Code: ExitStreamBroken, Err: fmt.Errorf("%w: the command may or may not have finished", err)}
 	}
 	if se, ok := errors.AsType[*podexec.StartError](err); ok {
 		// The command never ran; 127 is what a shell says for that.
-		return &ExitError{Code: 127, Err: fmt.Errorf("node %s: %w", node, se)}
+		return &cliutil.ExitError{Code: 127, Err: fmt.Errorf("node %s: %w", node, se)}
 	}
 	return err
 }

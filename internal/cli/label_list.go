@@ -24,7 +24,7 @@ in the launcher config, so with --zookeeper alone it shows as "-".`,
 			if err := lo.Validate(); err != nil {
 				return err
 			}
-			log, err := o.logger()
+			log, err := o.Logger()
 			if err != nil {
 				return err
 			}

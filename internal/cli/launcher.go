@@ -63,7 +63,7 @@ providers; check it with 'kubepool config check'.`,
 			if err := lo.Validate(); err != nil {
 				return err
 			}
-			log, err := o.logger()
+			log, err := o.Logger()
 			if err != nil {
 				return err
 			}

@@ -61,7 +61,7 @@ webapp /node-list (plus namespace, pod and lock_holder).`,
 // admin connects to ZooKeeper and returns a nodeadmin.Admin on it and the
 // function that closes the connection.
 func (o *rootOptions) admin(cmd *cobra.Command, z *zkOptions) (*nodeadmin.Admin, func(), error) {
-	log, err := o.logger()
+	log, err := o.Logger()
 	if err != nil {
 		return nil, nil, err
 	}

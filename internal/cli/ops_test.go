@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
+
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
@@ -23,7 +25,7 @@ import (
 func runOps(t *testing.T, newCmd func(*rootOptions) *cobra.Command, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	o := &rootOptions{LogLevel: "info", LogFormat: "text", Out: &out, Err: &errOut}
+	o := &rootOptions{Options: cliutil.Options{LogLevel: "info", LogFormat: "text", Out: &out, Err: &errOut}}
 	cmd := newCmd(o)
 	cmd.SilenceErrors = true
 	cmd.SetArgs(args)
@@ -146,10 +148,10 @@ func TestExitCode(t *testing.T) {
 	}{
 		{nil, 0},
 		{errors.New("x"), 1},
-		{exitErrorf(3, "command exited with code 3"), 3},
-		{fmt.Errorf("wrapped: %w", &ExitError{Code: ExitStreamBroken, Err: errors.New("cut")}), 255},
+		{cliutil.Exitf(3, "command exited with code 3"), 3},
+		{fmt.Errorf("wrapped: %w", &cliutil.ExitError{Code: ExitStreamBroken, Err: errors.New("cut")}), 255},
 	} {
-		if got := ExitCode(tt.err); got != tt.want {
+		if got := cliutil.ExitCode(tt.err); got != tt.want {
 			t.Errorf("ExitCode(%v) = %d, want %d", tt.err, got, tt.want)
 		}
 	}

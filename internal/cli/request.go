@@ -92,7 +92,7 @@ records (tokens included).`,
 }
 
 func runRequest(cmd *cobra.Command, o *rootOptions, ro requestOptions, labels []string) error {
-	log, err := o.logger()
+	log, err := o.Logger()
 	if err != nil {
 		return err
 	}

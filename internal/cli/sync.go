@@ -99,7 +99,7 @@ mount path>). Progress goes to stderr on a terminal; the table to stdout.`,
 				lo.Err = progress
 				defer progress.Finish()
 			}
-			log, err := lo.logger()
+			log, err := lo.Logger()
 			if err != nil {
 				return err
 			}

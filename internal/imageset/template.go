@@ -8,7 +8,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,7 +51,35 @@ type templateVars struct {
 	containerParams bool
 }
 
-var containerParamRE = regexp.MustCompile(`(?m)^\s*-\s*Container\w*Image\s*$`)
+// hasContainerParam reports whether src has a line "- Container<Word>Image"
+// (a train-on Heat parameter name in a params list). A line scan: the
+// equivalent multi-line regular expression costs more than lexing.
+func hasContainerParam(src []byte) bool {
+	for len(src) > 0 {
+		line := src
+		if i := bytes.IndexByte(src, '\n'); i >= 0 {
+			line, src = src[:i], src[i+1:]
+		} else {
+			src = nil
+		}
+		rest, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("-"))
+		if !ok {
+			continue
+		}
+		word := bytes.TrimSpace(rest)
+		mid, ok := bytes.CutPrefix(word, []byte("Container"))
+		if !ok {
+			continue
+		}
+		mid, ok = bytes.CutSuffix(mid, []byte("Image"))
+		if ok && !bytes.ContainsFunc(mid, func(r rune) bool {
+			return !(r == '_' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+		}) {
+			return true
+		}
+	}
+	return false
+}
 
 type position struct {
 	file string
@@ -212,7 +239,7 @@ func scanVars(abs, shown string, vars *templateVars, seen map[string]bool) error
 	if err != nil {
 		return fmt.Errorf("reading template: %w", err)
 	}
-	if containerParamRE.Match(src) {
+	if hasContainerParam(src) {
 		vars.containerParams = true
 	}
 	var toks []*tokens.Token

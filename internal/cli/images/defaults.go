@@ -1,7 +1,9 @@
-package cli
+package images
 
 import (
 	"fmt"
+
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
@@ -12,7 +14,7 @@ import (
 // newImagesDefaultsCmd is `kubepool images defaults`: TripleO's default
 // parameters of a release, as `openstack tripleo container image prepare
 // default` prints them.
-func newImagesDefaultsCmd(o *rootOptions) *cobra.Command {
+func newImagesDefaultsCmd(o *cliutil.Options) *cobra.Command {
 	var (
 		release, template, format string
 	)

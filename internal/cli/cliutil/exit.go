@@ -1,4 +1,4 @@
-package cli
+package cliutil
 
 import (
 	"errors"
@@ -27,7 +27,7 @@ func ExitCode(err error) int {
 	return 1
 }
 
-// exitErrorf is an *ExitError with a formatted message.
-func exitErrorf(code int, format string, args ...any) *ExitError {
+// Exitf is an *ExitError with a formatted message.
+func Exitf(code int, format string, args ...any) *ExitError {
 	return &ExitError{Code: code, Err: fmt.Errorf(format, args...)}
 }

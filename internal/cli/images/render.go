@@ -1,14 +1,16 @@
-package cli
+package images
 
 import (
 	"io"
+
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kubepool/kubepool/internal/imageset"
 )
 
-func newImagesRenderCmd(o *rootOptions) *cobra.Command {
+func newImagesRenderCmd(o *cliutil.Options) *cobra.Command {
 	var (
 		set     imageSetOptions
 		envFile string
@@ -26,7 +28,7 @@ func newImagesRenderCmd(o *rootOptions) *cobra.Command {
 				return err
 			}
 			if envFile != "" {
-				if err := writeFileWith(envFile, func(w io.Writer) error { return imageset.WritePreparedEnv(w, p) }); err != nil {
+				if err := cliutil.WriteFile(envFile, func(w io.Writer) error { return imageset.WritePreparedEnv(w, p) }); err != nil {
 					return err
 				}
 			}

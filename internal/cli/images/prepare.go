@@ -1,7 +1,9 @@
-package cli
+package images
 
 import (
 	"io"
+
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 
 	"github.com/spf13/cobra"
 
@@ -10,7 +12,7 @@ import (
 
 // newImagesPrepareCmd is `kubepool images prepare`: TripleO's
 // `openstack tripleo container image prepare`, copies included.
-func newImagesPrepareCmd(o *rootOptions) *cobra.Command {
+func newImagesPrepareCmd(o *cliutil.Options) *cobra.Command {
 	var (
 		set     imageSetOptions
 		reg     imagesRegistryOptions
@@ -28,7 +30,7 @@ func newImagesPrepareCmd(o *rootOptions) *cobra.Command {
 			if err := reg.Validate(); err != nil {
 				return err
 			}
-			log, err := o.logger()
+			log, err := o.Logger()
 			if err != nil {
 				return err
 			}
@@ -66,7 +68,7 @@ func newImagesPrepareCmd(o *rootOptions) *cobra.Command {
 					"unchanged", counts[imageset.ActionUnchanged], "blob_bytes_sent", st.BlobUploadBytes, "requests", st.Requests)
 			}
 			if envFile != "" {
-				return writeFileWith(envFile, func(w io.Writer) error { return imageset.WritePreparedEnv(w, p) })
+				return cliutil.WriteFile(envFile, func(w io.Writer) error { return imageset.WritePreparedEnv(w, p) })
 			}
 			if len(p.Uploads) == 0 {
 				log.Info("nothing to copy: no ContainerImagePrepare entry has a push_destination")

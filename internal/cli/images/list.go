@@ -1,16 +1,18 @@
-package cli
+package images
 
 import (
 	"fmt"
 	"io"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
+
 	"github.com/spf13/cobra"
 )
 
-func newImagesListCmd(o *rootOptions) *cobra.Command {
+func newImagesListCmd(o *cliutil.Options) *cobra.Command {
 	var (
 		set  imageSetOptions
-		out  imagesOutput
+		out  cliutil.Output
 		refs bool
 	)
 	cmd := &cobra.Command{
@@ -36,7 +38,7 @@ func newImagesListCmd(o *rootOptions) *cobra.Command {
 					lines = append(lines, img.Name())
 				}
 			}
-			return out.print(o.Out, lines, func(w io.Writer) error {
+			return out.Print(o.Out, lines, func(w io.Writer) error {
 				for _, l := range lines {
 					if _, err := fmt.Fprintln(w, l); err != nil {
 						return err

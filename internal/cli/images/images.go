@@ -1,21 +1,19 @@
-package cli
+package images
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
+
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/kubepool/kubepool/internal/imageset"
 )
 
-// newImagesCmd is `kubepool images`: container image sets (TripleO's
+// NewCmd is `kubepool images`: container image sets (TripleO's
 // overcloud_containers templates): list, render, discover, promote.
-func newImagesCmd(o *rootOptions) *cobra.Command {
+func NewCmd(o *cliutil.Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "images",
 		Short: "Container image sets: list, render, discover and promote templates' images",
@@ -70,7 +68,7 @@ func (s *imageSetOptions) Validate() error {
 func (s *imageSetOptions) load() ([]imageset.Image, error) { return s.loadLogged(nil) }
 
 // loadLogged renders and filters the image set; warnings go to o's log.
-func (s *imageSetOptions) loadLogged(o *rootOptions) ([]imageset.Image, error) {
+func (s *imageSetOptions) loadLogged(o *cliutil.Options) ([]imageset.Image, error) {
 	p, err := s.prepare(o)
 	if err != nil {
 		return nil, err
@@ -80,7 +78,7 @@ func (s *imageSetOptions) loadLogged(o *rootOptions) ([]imageset.Image, error) {
 
 // prepare does what TripleO's container image prepare does without a
 // registry; warnings go to the log.
-func (s *imageSetOptions) prepare(o *rootOptions) (*imageset.Prepared, error) {
+func (s *imageSetOptions) prepare(o *cliutil.Options) (*imageset.Prepared, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -101,7 +99,7 @@ func (s *imageSetOptions) prepare(o *rootOptions) (*imageset.Prepared, error) {
 	}
 	log := slog.Default()
 	if o != nil {
-		if l, err := o.logger(); err == nil {
+		if l, err := o.Logger(); err == nil {
 			log = l
 		}
 	}
@@ -146,11 +144,11 @@ func (r *imagesRegistryOptions) Validate() error {
 	return nil
 }
 
-func (r *imagesRegistryOptions) client(o *rootOptions) (*imageset.Client, error) {
+func (r *imagesRegistryOptions) client(o *cliutil.Options) (*imageset.Client, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	log, err := o.logger()
+	log, err := o.Logger()
 	if err != nil {
 		return nil, err
 	}
@@ -163,54 +161,4 @@ func (r *imagesRegistryOptions) client(o *rootOptions) (*imageset.Client, error)
 		RequestsPerSecond: r.RPS, Retries: retries, Logger: log,
 		Creds: r.Creds, AuthFile: r.AuthFile,
 	})
-}
-
-// imagesOutput is -o table|json|yaml.
-type imagesOutput struct{ Format string }
-
-func (p *imagesOutput) AddFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&p.Format, "output", "o", "table", "output format: table, json or yaml")
-}
-
-func (p *imagesOutput) Validate() error {
-	switch p.Format {
-	case "table", "json", "yaml":
-		return nil
-	}
-	return fmt.Errorf("-o %q: want table, json or yaml", p.Format)
-}
-
-// print writes v as JSON or YAML, or calls table for -o table.
-func (p *imagesOutput) print(w io.Writer, v any, table func(io.Writer) error) error {
-	switch p.Format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case "yaml":
-		enc := yaml.NewEncoder(w)
-		enc.SetIndent(2)
-		if err := enc.Encode(v); err != nil {
-			return err
-		}
-		return enc.Close()
-	default:
-		return table(w)
-	}
-}
-
-// writeFileWith creates path and fills it with write.
-func writeFileWith(path string, write func(io.Writer) error) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("creating %s: %w", path, err)
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package cli
+package images
 
 import (
 	"errors"
@@ -7,16 +7,18 @@ import (
 	"regexp"
 	"text/tabwriter"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
+
 	"github.com/spf13/cobra"
 
 	"github.com/kubepool/kubepool/internal/imageset"
 )
 
-func newImagesDiscoverCmd(o *rootOptions) *cobra.Command {
+func newImagesDiscoverCmd(o *cliutil.Options) *cobra.Command {
 	var (
 		set              imageSetOptions
 		reg              imagesRegistryOptions
-		out              imagesOutput
+		out              cliutil.Output
 		moving, pattern  string
 		tagFromLabel     string
 		imagesFile       string
@@ -59,26 +61,26 @@ read from the image's labels ("rdo_version" or "{version}-{release}").`,
 				return err
 			}
 			if missingReport != "" {
-				if err := writeFileWith(missingReport, func(w io.Writer) error { return imagesYAML(w, res.Missing) }); err != nil {
+				if err := cliutil.WriteFile(missingReport, func(w io.Writer) error { return imagesYAML(w, res.Missing) }); err != nil {
 					return err
 				}
 			}
 			if imagesFile != "" {
-				if err := writeFileWith(imagesFile, func(w io.Writer) error { return imageset.WriteImages(w, res.Images) }); err != nil {
+				if err := cliutil.WriteFile(imagesFile, func(w io.Writer) error { return imageset.WriteImages(w, res.Images) }); err != nil {
 					return err
 				}
 			}
 			if lockFile != "" {
-				if err := writeFileWith(lockFile, func(w io.Writer) error { return imageset.WriteDiscoverLock(w, res) }); err != nil {
+				if err := cliutil.WriteFile(lockFile, func(w io.Writer) error { return imageset.WriteDiscoverLock(w, res) }); err != nil {
 					return err
 				}
 			}
 			if envFile != "" {
-				if err := writeFileWith(envFile, func(w io.Writer) error { return imageset.WriteEnvFile(w, res.Images) }); err != nil {
+				if err := cliutil.WriteFile(envFile, func(w io.Writer) error { return imageset.WriteEnvFile(w, res.Images) }); err != nil {
 					return err
 				}
 			}
-			if err := out.print(o.Out, res, func(w io.Writer) error { return discoverTable(w, res) }); err != nil {
+			if err := out.Print(o.Out, res, func(w io.Writer) error { return discoverTable(w, res) }); err != nil {
 				return err
 			}
 			var errs []error
@@ -124,6 +126,6 @@ func discoverTable(w io.Writer, res *imageset.DiscoverResult) error {
 }
 
 func imagesYAML(w io.Writer, v any) error {
-	p := imagesOutput{Format: "yaml"}
-	return p.print(w, v, nil)
+	p := cliutil.Output{Format: "yaml"}
+	return p.Print(w, v, nil)
 }

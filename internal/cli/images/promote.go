@@ -1,4 +1,4 @@
-package cli
+package images
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 
 	"github.com/spf13/cobra"
 
@@ -26,11 +28,11 @@ type promoteOptions struct {
 	popts                      imageset.PromoteOptions
 }
 
-func newImagesPromoteCmd(o *rootOptions) *cobra.Command {
+func newImagesPromoteCmd(o *cliutil.Options) *cobra.Command {
 	var (
 		set imageSetOptions
 		reg imagesRegistryOptions
-		out imagesOutput
+		out cliutil.Output
 		p   promoteOptions
 	)
 	cmd := &cobra.Command{
@@ -78,7 +80,7 @@ delete (distribution 2.x deletes by digest only), with how to remove them.
 			if p.rollback {
 				res, err := c.RollbackJournal(ctx, p.journal)
 				if res != nil {
-					if perr := out.print(o.Out, res, func(w io.Writer) error { return rollbackTable(w, res) }); perr != nil && err == nil {
+					if perr := out.Print(o.Out, res, func(w io.Writer) error { return rollbackTable(w, res) }); perr != nil && err == nil {
 						err = perr
 					}
 				}
@@ -106,18 +108,18 @@ delete (distribution 2.x deletes by digest only), with how to remove them.
 				res, err = c.Promote(ctx, sources, p.popts)
 			}
 			if res != nil {
-				if perr := out.print(o.Out, res, func(w io.Writer) error { return promoteTable(w, res, p.popts.DryRun) }); perr != nil && err == nil {
+				if perr := out.Print(o.Out, res, func(w io.Writer) error { return promoteTable(w, res, p.popts.DryRun) }); perr != nil && err == nil {
 					err = perr
 				}
 			}
 			if _, ok := errors.AsType[*imageset.PromoteError](err); ok {
-				return &ExitError{Code: exitIncomplete, Err: err}
+				return &cliutil.ExitError{Code: exitIncomplete, Err: err}
 			}
 			if err != nil {
 				return err
 			}
 			if p.lockFile != "" && !p.popts.DryRun {
-				return writeFileWith(p.lockFile, func(w io.Writer) error { return imageset.WriteLock(w, res) })
+				return cliutil.WriteFile(p.lockFile, func(w io.Writer) error { return imageset.WriteLock(w, res) })
 			}
 			return nil
 		},
