@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
@@ -21,28 +20,35 @@ type CopyStep struct {
 	Digest         string // the source's manifest (or index) digest
 	Previous       string // what the target tag pointed at before, if anything
 	Action         Action
+	State          State
 
 	src, tgt name.Tag
-	desc     *remote.Descriptor
 }
 
 // Copy copies images to other registries as TripleO's uploader does for
 // push_destination, all or nothing:
 //
 //  1. check: every source exists; what every target tag points at is
-//     recorded;
-//  2. content: every image is written to its target repository by digest,
+//     recorded (the check phase promote has: nothing is written if a
+//     source is missing);
+//  2. the plan goes to the journal, if there is one (see [Journal]);
+//  3. content: every image is written to its target repository by digest,
 //     no tag yet: indexes whole with every platform, blobs mounted from
 //     another repository of the registry or streamed, and skipped where the
 //     registry has them (so a copy killed half way and run again sends
 //     only what is missing);
-//  3. tags: each target tag is put (the manifest bytes again), then
-//     checked.
+//  4. tags: the journal is applied as promote applies it: each target tag
+//     is put (the manifest bytes again, within the target repository) and
+//     verified.
 //
-// Nothing is tagged until all content is in; if tagging fails, the tags
-// written are put back as they were ([CopyError]).
+// Nothing is tagged until all content is in. With a journal
+// ([CopyOptions.Journal]) an interruption at any point is finished by
+// copying again (a journal for other targets is refused), and
+// [Client.RollbackJournal] undoes it; without one, a failure while
+// tagging puts back the tags written ([CopyError]).
 func (c *Client) Copy(ctx context.Context, uploads []Upload, opts CopyOptions) ([]CopyStep, error) {
 	steps := make([]CopyStep, len(uploads))
+	targets := make([]checkTarget, len(uploads))
 	for i, u := range uploads {
 		src, err := name.NewTag(u.Source, c.nameOpts...)
 		if err != nil {
@@ -53,44 +59,48 @@ func (c *Client) Copy(ctx context.Context, uploads []Upload, opts CopyOptions) (
 			return nil, fmt.Errorf("parsing %q: %w", u.Target, err)
 		}
 		steps[i] = CopyStep{Source: src.String(), Target: tgt.String(), src: src, tgt: tgt}
+		targets[i] = checkTarget{src: src, tgt: tgt}
+	}
+	if opts.Journal != "" {
+		j, err := ReadJournal(opts.Journal)
+		switch {
+		case err == nil:
+			if err := sameTargets(j, opts.Journal, steps); err != nil {
+				return nil, err
+			}
+			res, err := c.ApplyJournal(ctx, opts.Journal)
+			return copyStepsOf(steps, res), err
+		case !errors.Is(err, ErrNoJournal):
+			return nil, err
+		}
 	}
 
-	var (
-		mu      sync.Mutex
-		missing []string
-	)
-	err := c.each(ctx, len(steps), func(ctx context.Context, i int) error {
-		s := &steps[i]
-		d, err := c.puller.Get(ctx, s.src)
-		if err != nil {
-			if isNotFound(err) {
-				mu.Lock()
-				missing = append(missing, s.Source)
-				mu.Unlock()
-				return nil
-			}
-			return fmt.Errorf("fetching %s: %w", s.src, err)
-		}
-		s.desc, s.Digest = d, d.Digest.String()
-		prev, err := c.puller.Head(ctx, s.tgt)
-		switch {
-		case isNotFound(err):
-			s.Action = ActionCreate
-		case err != nil:
-			return fmt.Errorf("resolving %s: %w", s.tgt, err)
-		default:
-			s.Previous, s.Action = prev.Digest.String(), ActionUpdate
-			if prev.Digest == d.Digest {
-				s.Action = ActionUnchanged
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return steps, fmt.Errorf("checking: %w", err)
+	checked, manifests, err := c.check(ctx, targets)
+	for i, cs := range checked {
+		steps[i].Digest, steps[i].Previous, steps[i].Action = cs.Digest, cs.Previous, cs.Action
 	}
-	if len(missing) > 0 {
-		return steps, fmt.Errorf("checking: %w: %s", ErrSourceMissing, strings.Join(missing, ", "))
+	if err != nil {
+		return steps, err
+	}
+	plan := &Journal{Operation: "copy to push_destination", Created: time.Now().UTC()}
+	tags := &Journal{}
+	known := map[string]string{}
+	for i, s := range steps {
+		e := JournalEntry{
+			Source: s.src.Context().Digest(s.Digest).String(), Target: s.Target,
+			Digest: s.Digest, MediaType: checked[i].MediaType, Previous: s.Previous,
+		}
+		plan.Entries = append(plan.Entries, e)
+		// Once the content is in, each tag is a manifest put within the
+		// target's repository.
+		e.Source, e.Manifest = s.tgt.Context().Digest(s.Digest).String(), manifests[i]
+		tags.Entries = append(tags.Entries, e)
+		known[s.Target] = s.Previous
+	}
+	if opts.Journal != "" {
+		if err := WriteJournal(opts.Journal, plan); err != nil {
+			return steps, fmt.Errorf("nothing was changed: %w", err)
+		}
 	}
 
 	err = c.each(ctx, len(steps), func(ctx context.Context, i int) error {
@@ -123,41 +133,61 @@ func (c *Client) Copy(ctx context.Context, uploads []Upload, opts CopyOptions) (
 		}
 	})
 	if err != nil {
+		if opts.Journal != "" {
+			err = fmt.Errorf("%w; the journal %s keeps the plan: copy again to finish it", err, opts.Journal)
+		}
 		return steps, fmt.Errorf("copying (no tag written): %w", err)
 	}
 
-	touched := make([]bool, len(steps))
-	err = c.each(ctx, len(steps), func(ctx context.Context, i int) error {
-		s := &steps[i]
-		if s.Action == ActionUnchanged {
-			return nil
+	res, err := c.apply(ctx, tags, opts.Journal, known)
+	copyStepsOf(steps, res)
+	if err == nil || opts.Journal != "" {
+		return steps, err
+	}
+	var written []JournalEntry
+	for i, s := range res.Steps {
+		if s.State == StateDone {
+			written = append(written, tags.Entries[i])
 		}
-		touched[i] = true
-		if err := c.pusher.Put(ctx, s.tgt, rawManifest{body: s.desc.Manifest, mediaType: s.desc.MediaType}); err != nil {
-			return fmt.Errorf("tagging %s: %w", s.tgt, err)
-		}
-		d, err := c.puller.Head(ctx, s.tgt)
-		if err != nil {
-			return fmt.Errorf("verifying %s: %w", s.tgt, err)
-		}
-		if d.Digest.String() != s.Digest {
-			return fmt.Errorf("verifying %s: digest is %s, want %s", s.tgt, d.Digest, s.Digest)
-		}
-		return nil
-	})
-	if err != nil {
-		var entries []JournalEntry
-		for i, s := range steps {
-			if touched[i] {
-				entries = append(entries, JournalEntry{Source: s.Source, Target: s.Target, Digest: s.Digest, Previous: s.Previous})
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	rb, errs := c.rollbackEntries(rctx, written)
+	return steps, &CopyError{Err: err, Rollback: rb, RollbackErrs: errs}
+}
+
+// sameTargets refuses a journal that holds other targets than steps.
+func sameTargets(j *Journal, path string, steps []CopyStep) error {
+	targets := make([]string, len(steps))
+	for i, s := range steps {
+		targets[i] = s.Target
+	}
+	slices.Sort(targets)
+	if !slices.Equal(targets, j.Targets()) {
+		return fmt.Errorf("%w: %s (%s, %d targets, started %s): finish it (the command that wrote it) or undo it (promote --rollback --journal %s) first",
+			ErrJournalMismatch, path, j.Operation, len(j.Entries), j.Created.Format(time.RFC3339), path)
+	}
+	return nil
+}
+
+// copyStepsOf fills steps' outcome from an applied journal's result.
+func copyStepsOf(steps []CopyStep, res *PromoteResult) []CopyStep {
+	if res == nil {
+		return steps
+	}
+	byTarget := make(map[string]PromoteStep, len(res.Steps))
+	for _, s := range res.Steps {
+		byTarget[s.Target] = s
+	}
+	for i := range steps {
+		if s, ok := byTarget[steps[i].Target]; ok {
+			steps[i].State = s.State
+			if steps[i].Digest == "" {
+				steps[i].Digest, steps[i].Previous, steps[i].Action = s.Digest, s.Previous, s.Action
 			}
 		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-		defer cancel()
-		res, errs := c.rollbackEntries(rctx, entries)
-		return steps, &CopyError{Err: err, Rollback: res, RollbackErrs: errs}
 	}
-	return steps, nil
+	return steps
 }
 
 // CopyError is a copy that failed while tagging, after its tags were put
@@ -184,6 +214,10 @@ func (e *CopyError) Unwrap() error { return e.Err }
 
 // CopyOptions controls [Client.Copy].
 type CopyOptions struct {
+	// Journal is the path of the copy's journal (see [Journal]); "" for
+	// none: a copy interrupted while tagging then cannot be resumed, and
+	// one that fails while tagging is rolled back.
+	Journal string
 	// OnBackoff is told of each wait after a registry answered 429 to a
 	// blob upload (requests that can be retried as they are are retried,
 	// with backoff, below: see [BackoffMeter]).

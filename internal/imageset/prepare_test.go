@@ -2,12 +2,14 @@ package imageset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -185,32 +187,58 @@ func TestPrepareThrottled(t *testing.T) {
 }
 
 // TestPrepareKilled: `kubepool images prepare` killed (SIGKILL) half way
-// through the blobs leaves no tag at the destination; run again, it
-// completes, and no blob is uploaded twice over the two runs.
+// through the blobs leaves no tag at the destination, and killed half way
+// through the tags leaves its journal; either way, run again, it
+// completes from the journal (which is then removed), and no blob is
+// uploaded twice over the two runs.
 func TestPrepareKilled(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// at says whether a finished request is the one to kill at.
+		at       func(r *http.Request, blobs, tags int) bool
+		wantTags bool // some tags are there after the kill
+	}{
+		{"third blob", func(r *http.Request, blobs, _ int) bool { return blobs == 3 }, false},
+		{"second tag", func(r *http.Request, _, tags int) bool { return tags == 2 }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			testPrepareKilled(t, tt.at, tt.wantTags)
+		})
+	}
+}
+
+func testPrepareKilled(t *testing.T, at func(r *http.Request, blobs, tags int) bool, wantTags bool) {
 	dst := testenv.Registry(t)
 	bin := kubepoolBinary(t)
 	// A proxy in front of the destination counts finished blob uploads
-	// per digest, and kills the running prepare after the third.
+	// per digest and tag puts, and kills the running prepare when at says.
 	target, _ := url.Parse(dst.URL())
 	rp := httputil.NewSingleHostReverseProxy(target)
 	var (
-		mu       sync.Mutex
-		uploads  = map[string]int{}
-		finished int
-		kill     func()
+		mu          sync.Mutex
+		uploads     = map[string]int{}
+		blobs, tags int
+		kill        func()
 	)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rw := &statusWriter{ResponseWriter: w}
 		rp.ServeHTTP(rw, r)
-		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") && rw.status == http.StatusCreated {
-			mu.Lock()
+		if r.Method != http.MethodPut || rw.status != http.StatusCreated {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.Contains(r.URL.Path, "/blobs/uploads/"):
 			uploads[r.URL.Query().Get("digest")]++
-			finished++
-			if finished == 3 && kill != nil {
-				kill()
-			}
-			mu.Unlock()
+			blobs++
+		case strings.Contains(r.URL.Path, "/manifests/") && !strings.Contains(r.URL.Path, "/manifests/sha256:"):
+			tags++
+		default:
+			return
+		}
+		if kill != nil && at(r, blobs, tags) {
+			kill()
 		}
 	}))
 	t.Cleanup(proxy.Close)
@@ -218,7 +246,9 @@ func TestPrepareKilled(t *testing.T) {
 	_, s := seedPrepare(t, dstHost)
 	p := prepare(t, s)
 
-	args := []string{"images", "prepare", "-t", s.Template, "--defaults", "train", "-e", s.EnvFiles[0], "--jobs", "1", "--output-env-file", filepath.Join(t.TempDir(), "env.yaml")}
+	dir := t.TempDir()
+	journal := filepath.Join(dir, "prepare.journal")
+	args := []string{"images", "prepare", "-t", s.Template, "--defaults", "train", "-e", s.EnvFiles[0], "--jobs", "1", "--output-env-file", filepath.Join(dir, "env.yaml")}
 	cmd := exec.CommandContext(t.Context(), bin, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -233,8 +263,11 @@ func TestPrepareKilled(t *testing.T) {
 	mu.Lock()
 	kill = nil
 	mu.Unlock()
-	if got := destDigests(t, p); len(got) != 0 {
-		t.Errorf("after the kill the destination has tags %v, want none", got)
+	if got := destDigests(t, p); (len(got) != 0) != wantTags || len(got) == len(p.Uploads) {
+		t.Errorf("after the kill the destination has %d of %d tags, want some: %v", len(got), len(p.Uploads), wantTags)
+	}
+	if _, err := os.Stat(journal); err != nil {
+		t.Errorf("after the kill: %v, want the journal kept", err)
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -246,6 +279,9 @@ func TestPrepareKilled(t *testing.T) {
 	if got := destDigests(t, p); len(got) != len(p.Uploads) {
 		t.Errorf("after the rerun the destination holds %d of %d images", len(got), len(p.Uploads))
 	}
+	if _, err := os.Stat(journal); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after the rerun the journal is still there (%v)", err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for d, n := range uploads {
@@ -253,8 +289,8 @@ func TestPrepareKilled(t *testing.T) {
 			t.Errorf("blob %s uploaded %d times", d, n)
 		}
 	}
-	if finished < 4 {
-		t.Errorf("%d blob uploads in all, want the rest sent by the rerun", finished)
+	if tags < len(p.Uploads) {
+		t.Errorf("%d tag puts in all, want at least %d", tags, len(p.Uploads))
 	}
 }
 

@@ -219,53 +219,18 @@ func (c *Client) Promote(ctx context.Context, sources []PromoteSource, opts Prom
 	}
 
 	// Phase 1: check.
-	steps := make([]PromoteStep, len(items))
-	manifests := make([][]byte, len(items))
-	var (
-		mu      sync.Mutex
-		missing []string
-	)
-	err := c.each(ctx, len(items), func(ctx context.Context, i int) error {
-		it := items[i]
-		s := &steps[i]
-		s.Source, s.Target = it.src.String(), it.tgt.String()
-		d, err := c.puller.Get(ctx, it.src)
-		if err != nil {
-			if isNotFound(err) {
-				mu.Lock()
-				missing = append(missing, s.Source)
-				mu.Unlock()
-				return nil
-			}
-			return c.wrap("GET manifest", it.src, err)
-		}
-		s.Digest, s.MediaType = d.Digest.String(), string(d.MediaType)
-		manifests[i] = d.Manifest
-		// The target's digest is all a rollback needs: the registry
-		// keeps the manifest, which is fetched by digest if need be.
-		prev, err := c.puller.Head(ctx, it.tgt)
-		switch {
-		case isNotFound(err):
-			s.Action = ActionCreate
-		case err != nil:
-			return c.headError(ctx, it.tgt, err)
-		default:
-			s.Previous = prev.Digest.String()
-			s.Action = ActionUpdate
-			if s.Previous == s.Digest {
-				s.Action = ActionUnchanged
-			}
-		}
-		return nil
-	})
+	targets := make([]checkTarget, len(items))
+	for i, it := range items {
+		targets[i] = checkTarget{src: it.src, tgt: it.tgt}
+	}
+	steps, manifests, err := c.check(ctx, targets)
+	if errors.Is(err, ErrSourceMissing) {
+		return &PromoteResult{Steps: steps, Journal: opts.Journal}, err
+	}
 	if err != nil {
-		return nil, fmt.Errorf("checking (nothing was changed): %w", err)
+		return nil, err
 	}
 	res := &PromoteResult{Steps: steps, Journal: opts.Journal}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return res, fmt.Errorf("checking (nothing was changed): %w: %d of %d: %s", ErrSourceMissing, len(missing), len(items), strings.Join(missing, ", "))
-	}
 	if opts.DryRun {
 		for i := range steps {
 			steps[i].State = StatePlanned
@@ -295,6 +260,67 @@ func (c *Client) Promote(ctx context.Context, sources []PromoteSource, opts Prom
 		out.Steps[i].Source = steps[i].Source // as given: tag or digest
 	}
 	return out, err
+}
+
+// checkTarget is one write a check phase plans: the manifest src has goes
+// to tgt.
+type checkTarget struct {
+	src, tgt name.Reference
+}
+
+// check is the first phase of every all-or-nothing write (promote, copy to
+// a push_destination): every source is read (GET: its manifest and
+// digest) and every target's digest recorded (HEAD). It writes nothing. If
+// sources are missing, the error wraps [ErrSourceMissing] and names them
+// all, and the steps come back with it.
+func (c *Client) check(ctx context.Context, targets []checkTarget) ([]PromoteStep, [][]byte, error) {
+	steps := make([]PromoteStep, len(targets))
+	manifests := make([][]byte, len(targets))
+	var (
+		mu      sync.Mutex
+		missing []string
+	)
+	err := c.each(ctx, len(targets), func(ctx context.Context, i int) error {
+		t := targets[i]
+		s := &steps[i]
+		s.Source, s.Target = t.src.String(), t.tgt.String()
+		d, err := c.puller.Get(ctx, t.src)
+		if err != nil {
+			if isNotFound(err) {
+				mu.Lock()
+				missing = append(missing, s.Source)
+				mu.Unlock()
+				return nil
+			}
+			return c.wrap("GET manifest", t.src, err)
+		}
+		s.Digest, s.MediaType = d.Digest.String(), string(d.MediaType)
+		manifests[i] = d.Manifest
+		// The target's digest is all a rollback needs: the registry
+		// keeps the manifest, which is fetched by digest if need be.
+		prev, err := c.puller.Head(ctx, t.tgt)
+		switch {
+		case isNotFound(err):
+			s.Action = ActionCreate
+		case err != nil:
+			return c.headError(ctx, t.tgt, err)
+		default:
+			s.Previous = prev.Digest.String()
+			s.Action = ActionUpdate
+			if s.Previous == s.Digest {
+				s.Action = ActionUnchanged
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return steps, nil, fmt.Errorf("checking (nothing was changed): %w", err)
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return steps, nil, fmt.Errorf("checking (nothing was changed): %w: %d of %d: %s", ErrSourceMissing, len(missing), len(targets), strings.Join(missing, ", "))
+	}
+	return steps, manifests, nil
 }
 
 // probeDeletion fills res.TagDeletion for the registries that get new tags.

@@ -52,7 +52,7 @@ read from the image's labels ("rdo_version" or "{version}-{release}").`,
 			if err != nil {
 				return err
 			}
-			c, err := reg.client(o)
+			c, err := reg.client(o, nil)
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package images
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 
 	"github.com/kubepool/kubepool/internal/cli/cliutil"
 
@@ -144,7 +145,9 @@ func (r *imagesRegistryOptions) Validate() error {
 	return nil
 }
 
-func (r *imagesRegistryOptions) client(o *cliutil.Options) (*imageset.Client, error) {
+// client is a registry client as the flags say; wrap, if not nil, wraps
+// its HTTP transport (a [imageset.BackoffMeter]).
+func (r *imagesRegistryOptions) client(o *cliutil.Options, wrap func(http.RoundTripper) http.RoundTripper) (*imageset.Client, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -159,6 +162,6 @@ func (r *imagesRegistryOptions) client(o *cliutil.Options) (*imageset.Client, er
 	return imageset.NewClient(imageset.RegistryOptions{
 		CAFile: r.CAFile, Insecure: r.Insecure, Jobs: r.Jobs,
 		RequestsPerSecond: r.RPS, Retries: retries, Logger: log,
-		Creds: r.Creds, AuthFile: r.AuthFile,
+		Creds: r.Creds, AuthFile: r.AuthFile, WrapTransport: wrap,
 	})
 }

@@ -72,7 +72,7 @@ delete (distribution 2.x deletes by digest only), with how to remove them.
 			if err := p.validate(set); err != nil {
 				return err
 			}
-			c, err := reg.client(o)
+			c, err := reg.client(o, nil)
 			if err != nil {
 				return err
 			}
