@@ -38,9 +38,15 @@ providers:
 		{"no image", "type: pod\n            image: example.org/m:1\n            git-sidecar: {path: /src}", "image"},
 		{"namespace label", "type: namespace\n            git-sidecar: {image: example.org/git:2, path: /src}", "only pod labels"},
 		{"unknown key", "type: pod\n            image: example.org/m:1\n            git-sidecar: {image: example.org/git:2, path: /src, mount: /x}", "mount"},
+		{"label named git", "name: Git\n            type: pod\n            image: example.org/m:1\n            git-sidecar: {image: example.org/git:2, path: /src}", `label "Git" names its pod's container "git"`},
+		{"container named git", "type: pod\n            spec: {containers: [{name: git, image: example.org/m:1}]}\n            git-sidecar: {image: example.org/git:2, path: /src}", `container named "git"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("bad.yaml", []byte(head+"          - name: l\n            "+tt.label+"\n"))
+			label := "- name: l\n            " + tt.label
+			if strings.HasPrefix(tt.label, "name: ") {
+				label = "- " + tt.label
+			}
+			_, err := Parse("bad.yaml", []byte(head+"          "+label+"\n"))
 			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "bad.yaml:") {
 				t.Fatalf("Parse(%s) = %v, want an error naming the file and saying %q", tt.name, err, tt.want)
 			}

@@ -239,6 +239,17 @@ func (l *PoolLabel) validate(v *errorList, p, driver string) {
 		if gs.Image != "" {
 			validateImage(v, p+".git-sidecar.image", gs.Image)
 		}
+		// The sidecar is a container named "git" with a volume
+		// "kubepool-git" (internal/nodepod): the pod must have neither.
+		switch {
+		case l.Spec == nil && strings.Trim(strings.ToLower(l.Name), "-") == sidecarContainer:
+			v.at(p+".git-sidecar", "label %q names its pod's container %q, which the git sidecar takes: rename the label or give it a spec", l.Name, sidecarContainer)
+		case l.Spec != nil && slices.ContainsFunc(l.Spec.Containers, func(c corev1.Container) bool { return c.Name == sidecarContainer }):
+			v.at(p+".git-sidecar", "the spec has a container named %q, which the git sidecar takes: rename it", sidecarContainer)
+		case l.Spec != nil && slices.ContainsFunc(l.Spec.Volumes, func(vol corev1.Volume) bool { return vol.Name == sidecarVolume }),
+			slices.ContainsFunc(l.Volumes, func(vol corev1.Volume) bool { return vol.Name == sidecarVolume }):
+			v.at(p+".git-sidecar", "the pod has a volume named %q, which the git sidecar takes: rename it", sidecarVolume)
+		}
 	}
 	if l.Type != TypePod {
 		return
@@ -392,3 +403,10 @@ func (l *PoolLabel) validateSafety(v *errorList, p string) {
 		}
 	}
 }
+
+// The git sidecar's container and volume names (internal/nodepod's
+// GitContainer and GitVolume, which imports this package).
+const (
+	sidecarContainer = "git"
+	sidecarVolume    = "kubepool-git"
+)
