@@ -16,6 +16,8 @@ import (
 var components = []struct{ name, bin string }{
 	{"kubelet", ""},
 	{"containerd", "/usr/bin/containerd"},
+	{"coredns", ""},
+	{"kube-proxy", ""},
 	{"kube-scheduler", ""},
 	{"kube-controller-manager", ""},
 	{"kube-apiserver", ""},
@@ -33,7 +35,8 @@ func (c *cluster) binFor(name, bin string) string {
 	if name == "zookeeper" {
 		return javaPath()
 	}
-	dirs, _ := filepath.Glob(filepath.Join(c.cache, "k8s", "*", name))
+	// <cache>/k8s/<version>/<name>, <cache>/coredns/<version>/coredns
+	dirs, _ := filepath.Glob(filepath.Join(c.cache, "*", "*", name))
 	if len(dirs) > 0 {
 		return dirs[0]
 	}
@@ -49,6 +52,12 @@ func (c *cluster) down(ctx context.Context) error {
 	c.killContainers()
 	for _, comp := range components[1:] {
 		c.stop(comp.name, c.binFor(comp.name, comp.bin), 20*time.Second)
+	}
+	// kube-proxy's iptables chains go with it.
+	if bin := c.binFor("kube-proxy", ""); exists(bin) {
+		if err := run(ctx, bin, "--cleanup", "--proxy-mode", "iptables"); err != nil {
+			c.log.Warn("removing kube-proxy's iptables rules", "err", err)
+		}
 	}
 	c.unmountOurs()
 	if err := run(ctx, "ip", "link", "del", bridgeName); err != nil && !strings.Contains(err.Error(), "Cannot find device") {

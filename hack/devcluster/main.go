@@ -1,8 +1,9 @@
 // Command devcluster runs a real single-node Kubernetes on this machine for
 // kubepool's tests and demo: etcd, kube-apiserver (real authentication,
 // Node+RBAC authorization), kube-controller-manager, kube-scheduler, a kubelet
-// with containerd, runc and bridge CNI, a local registry holding images built
-// here in Go, and a ZooKeeper.
+// with containerd, runc and bridge CNI, kube-proxy and CoreDNS (Services
+// reached by name), a local registry holding images built here in Go, and a
+// ZooKeeper.
 //
 //	go run ./hack/devcluster up      # idempotent: starts what is not running
 //	go run ./hack/devcluster down    # stops exactly what up started
@@ -15,8 +16,10 @@
 // file system are cached by version under $XDG_CACHE_HOME/kubepool (default
 // ~/.cache/kubepool), so only the first run builds them.
 //
-// Every address is on this machine: the API server, the kubelet and
-// ZooKeeper listen on the pod bridge's address, the registry on loopback.
+// Every address is on this machine: the API server, the kubelet, CoreDNS
+// and ZooKeeper listen on the pod bridge's address, the registry on
+// loopback. Pods have a route to the Service range through that address,
+// where kube-proxy's rules send each connection to a pod on the bridge.
 // Nothing is routed or masqueraded anywhere else.
 package main
 
@@ -43,6 +46,10 @@ const (
 	etcdPeer    = 23800
 	zkPort      = 22181
 	registry    = "127.0.0.1:5001"
+	// clusterDomain is the DNS domain of Services and pods; CoreDNS serves
+	// it on nodeIP:53.
+	clusterDomain    = "cluster.local"
+	corednsReadyPort = 10252
 )
 
 func main() {

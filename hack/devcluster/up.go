@@ -12,12 +12,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -27,7 +29,7 @@ import (
 	"github.com/kubepool/kubepool/internal/devenv"
 )
 
-var k8sBinaries = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl"}
+var k8sBinaries = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl", "kube-proxy"}
 
 func (c *cluster) up(ctx context.Context) error {
 	if os.Geteuid() != 0 {
@@ -115,7 +117,7 @@ func (c *cluster) up(ctx context.Context) error {
 			// The aggregation layer, for test-only API servers (the
 			// OpenShift project API the openshift e2e tests serve): the
 			// aggregator proxies with the front-proxy client cert and
-			// reaches backends by their endpoints (there is no kube-proxy).
+			// reaches backends by their endpoints.
 			"--requestheader-client-ca-file", pkiPath("ca.crt"),
 			"--requestheader-allowed-names", "front-proxy-client",
 			"--requestheader-username-headers", "X-Remote-User",
@@ -169,7 +171,35 @@ func (c *cluster) up(ctx context.Context) error {
 		healthy: httpOK(plain, "http://127.0.0.1:10248/healthz"),
 	}
 
+	// Services: kube-proxy programs iptables for ClusterIPs, and CoreDNS
+	// names them (the kubelet gives pods its address).
+	proxy := daemon{
+		name: "kube-proxy", bin: bins["kube-proxy"],
+		args: []string{
+			"--kubeconfig", c.path("kube-proxy.kubeconfig"),
+			"--hostname-override", nodeName, "--cluster-cidr", podSubnet,
+			"--proxy-mode", "iptables", "--conntrack-max-per-core", "0", "--nodeport-addresses", "primary",
+			"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
+			"--profiling=false", "--v=1",
+		},
+		env:     []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+		healthy: httpOK(plain, "http://127.0.0.1:10256/livez"),
+	}
+	dns := daemon{
+		name: "coredns", bin: bins["coredns"],
+		args:    []string{"-conf", c.path("Corefile")},
+		healthy: httpOK(plain, fmt.Sprintf("http://127.0.0.1:%d/ready", corednsReadyPort)),
+	}
+
 	for _, d := range []daemon{etcd, reg, zk, apiserver, cm, sched, ctrd} {
+		if err := c.start(ctx, d); err != nil {
+			return err
+		}
+	}
+	if err := c.corednsRBAC(ctx); err != nil {
+		return err
+	}
+	for _, d := range []daemon{proxy, dns} {
 		if err := c.start(ctx, d); err != nil {
 			return err
 		}
@@ -208,7 +238,10 @@ func (c *cluster) up(ctx context.Context) error {
 // machine image's root file system, side by side (both are slow only the
 // first time).
 func (c *cluster) prepare(ctx context.Context) (map[string]string, error) {
-	var bins map[string]string
+	var (
+		bins map[string]string
+		dns  string
+	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
 		bins, err = c.kubernetesBinaries(gctx)
@@ -218,36 +251,66 @@ func (c *cluster) prepare(ctx context.Context) (map[string]string, error) {
 		_, err := c.machineRootfs(gctx)
 		return err
 	})
-	return bins, g.Wait()
+	g.Go(func() (err error) {
+		dns, err = c.corednsBinary(gctx)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	bins["coredns"] = dns
+	return bins, nil
 }
 
 // kubernetesBinaries returns the paths of the Kubernetes commands at the
 // version pinned in hack/devcluster/k8s/go.mod, building them into the cache
 // the first time.
 func (c *cluster) kubernetesBinaries(ctx context.Context) (map[string]string, error) {
-	mod := filepath.Join(c.repo, "hack", "devcluster", "k8s")
+	pkgs := map[string]string{}
+	for _, name := range k8sBinaries {
+		pkgs[name] = "k8s.io/kubernetes/cmd/" + name
+	}
+	return c.pinnedBinaries(ctx, "k8s", "k8s.io/kubernetes", pkgs, "about 5 minutes on 2 cores")
+}
+
+// corednsBinary returns the path of CoreDNS at the version pinned in
+// hack/devcluster/coredns/go.mod, building it into the cache the first
+// time.
+func (c *cluster) corednsBinary(ctx context.Context) (string, error) {
+	bins, err := c.pinnedBinaries(ctx, "coredns", "github.com/coredns/coredns", map[string]string{"coredns": "github.com/coredns/coredns"}, "about 3 minutes on 2 cores")
+	return bins["coredns"], err
+}
+
+// pinnedBinaries returns the paths of commands (name -> package) of
+// module, built from the module hack/devcluster/<dir> that pins its
+// version, into the cache under <dir>/<version>, building those that are
+// not there yet.
+func (c *cluster) pinnedBinaries(ctx context.Context, dir, module string, pkgs map[string]string, cold string) (map[string]string, error) {
+	mod := filepath.Join(c.repo, "hack", "devcluster", dir)
 	b, err := os.ReadFile(filepath.Join(mod, "go.mod"))
 	if err != nil {
 		return nil, err
 	}
-	m := regexp.MustCompile(`(?m)^require k8s\.io/kubernetes (v\S+)`).FindSubmatch(b)
+	m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?` + regexp.QuoteMeta(module) + ` (v\S+)`).FindSubmatch(b)
 	if m == nil {
-		return nil, fmt.Errorf("%s: no `require k8s.io/kubernetes vX.Y.Z` line", filepath.Join(mod, "go.mod"))
+		return nil, fmt.Errorf("%s: no `require %s vX.Y.Z` line", filepath.Join(mod, "go.mod"), module)
 	}
-	dir := filepath.Join(c.cache, "k8s", string(m[1]))
+	version := string(m[1])
+	cacheDir := filepath.Join(c.cache, dir, version)
 	out := map[string]string{}
 	var missing []string
-	for _, name := range k8sBinaries {
-		out[name] = filepath.Join(dir, name)
+	for name, pkg := range pkgs {
+		out[name] = filepath.Join(cacheDir, name)
 		if !exists(out[name]) {
-			missing = append(missing, "k8s.io/kubernetes/cmd/"+name)
+			missing = append(missing, pkg)
 		}
 	}
 	if len(missing) == 0 {
 		return out, nil
 	}
-	c.log.Info("building Kubernetes (cold: about 10 minutes on 2 cores; cached afterwards)", "version", string(m[1]), "into", dir)
-	tmp := dir + ".tmp"
+	slices.Sort(missing)
+	c.log.Info("building "+module+" (cold: "+cold+"; cached afterwards)", "version", version, "into", cacheDir)
+	tmp := cacheDir + ".tmp"
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return nil, err
 	}
@@ -257,12 +320,12 @@ func (c *cluster) kubernetesBinaries(ctx context.Context) (map[string]string, er
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	t0 := time.Now()
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("building Kubernetes %s: %w", m[1], err)
+		return nil, fmt.Errorf("building %s %s: %w", module, version, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, err
 	}
-	for _, name := range k8sBinaries {
+	for name := range pkgs {
 		if exists(filepath.Join(tmp, name)) {
 			if err := os.Rename(filepath.Join(tmp, name), out[name]); err != nil {
 				return nil, err
@@ -270,7 +333,7 @@ func (c *cluster) kubernetesBinaries(ctx context.Context) (map[string]string, er
 		}
 	}
 	_ = os.RemoveAll(tmp)
-	c.log.Info("built Kubernetes", "version", string(m[1]), "took", time.Since(t0).Round(time.Second))
+	c.log.Info("built "+module, "version", version, "took", time.Since(t0).Round(time.Second))
 	return out, nil
 }
 
@@ -317,6 +380,10 @@ func certSpecs() []certSpec {
 		{name: "scheduler", cn: "system:kube-scheduler", client: true},
 		{name: "kubelet-client", cn: "system:node:" + nodeName, org: []string{"system:nodes"}, client: true},
 		{name: "kubelet-server", cn: nodeName, server: true, ips: ip(nodeIP, "127.0.0.1"), dns: []string{nodeName, "localhost"}},
+		// Bound to system:node-proxier by the API server's own policy.
+		{name: "kube-proxy", cn: "system:kube-proxy", client: true},
+		// Bound to the kubepool:coredns ClusterRole that up makes.
+		{name: "coredns", cn: "system:coredns", client: true},
 		// Only this name may assert a user to an aggregated API server
 		// (--requestheader-allowed-names), though the CA is the cluster's.
 		{name: "front-proxy-client", cn: "front-proxy-client", client: true},
@@ -333,6 +400,8 @@ func (c *cluster) writeKubeconfigs(p *pki) error {
 		"controller-manager.kubeconfig": "controller-manager",
 		"scheduler.kubeconfig":          "scheduler",
 		"kubelet.kubeconfig":            "kubelet-client",
+		"kube-proxy.kubeconfig":         "kube-proxy",
+		"coredns.kubeconfig":            "coredns",
 	} {
 		crt, err := os.ReadFile(p.path(user + ".crt"))
 		if err != nil {
@@ -417,12 +486,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       "ipam": {
         "type": "host-local",
         "dataDir": %q,
-        "ranges": [[{"subnet": %q, "rangeStart": "10.244.0.10", "gateway": %q}]]
+        "ranges": [[{"subnet": %q, "rangeStart": "10.244.0.10", "gateway": %q}]],
+        "routes": [{"dst": %q}]
       }
     }
   ]
 }
-`, bridgeName, c.path("cni", "ipam"), podSubnet, nodeIP),
+`, bridgeName, c.path("cni", "ipam"), podSubnet, nodeIP, serviceCIDR),
 		"kubelet.yaml": fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: %s
@@ -443,12 +513,37 @@ failCgroupV1: false
 failSwapOn: false
 serializeImagePulls: false
 resolvConf: ""
+clusterDNS: [%s]
+clusterDomain: %s
 staticPodPath: ""
 maxPods: 200
 imageGCHighThresholdPercent: 100
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
 shutdownGracePeriod: 0s
-`, nodeIP, kubeletPort, c.path("pki", "ca.crt"), c.path("pki", "kubelet-server.crt"), c.path("pki", "kubelet-server.key"), c.containerdSocket()),
+`, nodeIP, kubeletPort, c.path("pki", "ca.crt"), c.path("pki", "kubelet-server.crt"), c.path("pki", "kubelet-server.key"), c.containerdSocket(), nodeIP, clusterDomain),
+		// Cluster DNS on the node's address (pods reach it as their
+		// gateway): Services and pods of cluster.local from the API;
+		// every other name is answered NXDOMAIN at once, since nothing
+		// beyond this machine is reachable.
+		"Corefile": fmt.Sprintf(`%[1]s:53 in-addr.arpa:53 ip6.arpa:53 {
+    bind %[2]s
+    errors
+    ready 127.0.0.1:%[4]d
+    kubernetes %[1]s in-addr.arpa ip6.arpa {
+        kubeconfig %[3]s kubepool-dev
+        pods insecure
+        ttl 5
+    }
+    cache 5
+}
+.:53 {
+    bind %[2]s
+    errors
+    template ANY ANY {
+        rcode NXDOMAIN
+    }
+}
+`, clusterDomain, nodeIP, c.path("coredns.kubeconfig"), corednsReadyPort),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(c.path(name), []byte(content), 0o644); err != nil {
@@ -474,6 +569,33 @@ func (c *cluster) client() (kubernetes.Interface, error) {
 		return nil, err
 	}
 	return kubernetes.NewForConfig(cfg)
+}
+
+// corednsRBAC lets CoreDNS's identity read what it serves names for.
+func (c *cluster) corednsRBAC(ctx context.Context) error {
+	cs, err := c.client()
+	if err != nil {
+		return err
+	}
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubepool:coredns"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces"}, Verbs: []string{"list", "watch"}},
+			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
+		},
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubepool:coredns"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "system:coredns"}},
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating CoreDNS's ClusterRole: %w", err)
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating CoreDNS's ClusterRoleBinding: %w", err)
+	}
+	return nil
 }
 
 // waitNodeReady waits until the node is Ready and the default namespace's
