@@ -99,9 +99,7 @@ func (s *imageSetOptions) prepare(o *cliutil.Options) (*imageset.Prepared, error
 	}
 	log := slog.Default()
 	if o != nil {
-		if l, err := o.Logger(); err == nil {
-			log = l
-		}
+		log = o.Log()
 	}
 	for _, w := range p.Warnings {
 		log.Warn(w)
@@ -148,10 +146,7 @@ func (r *imagesRegistryOptions) client(o *cliutil.Options) (*imageset.Client, er
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	log, err := o.Logger()
-	if err != nil {
-		return nil, err
-	}
+	log := o.Log()
 	retries := r.Retries
 	if retries == 0 {
 		retries = -1 // the library's 0 means its default

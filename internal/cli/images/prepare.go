@@ -30,10 +30,7 @@ func newImagesPrepareCmd(o *cliutil.Options) *cobra.Command {
 			if err := reg.Validate(); err != nil {
 				return err
 			}
-			log, err := o.Logger()
-			if err != nil {
-				return err
-			}
+			log := o.Log()
 			p, err := set.prepare(o)
 			if err != nil {
 				return err
