@@ -38,6 +38,18 @@ func runOps(t *testing.T, newCmd func(*rootOptions) *cobra.Command, args ...stri
 	return out.String(), err
 }
 
+// runRoot runs kubepool with args in-process and returns its stdout.
+func runRoot(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := newRoot(&rootOptions{Options: cliutil.Options{Out: &out, Err: &errOut}})
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err := root.ExecuteContext(t.Context())
+	return out.String(), err
+}
+
 func TestOpsCommands(t *testing.T) {
 	servers := testenv.ZooKeeper(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

@@ -59,7 +59,7 @@ func (c *Client) Copy(ctx context.Context, uploads []Upload, opts CopyOptions) (
 		mu      sync.Mutex
 		missing []string
 	)
-	err := c.each(ctx, len(steps), func(ctx context.Context, i int) error {
+	err := c.each(ctx, "checking", len(steps), func(ctx context.Context, i int) error {
 		s := &steps[i]
 		d, err := c.puller.Get(ctx, s.src)
 		if err != nil {
@@ -93,7 +93,7 @@ func (c *Client) Copy(ctx context.Context, uploads []Upload, opts CopyOptions) (
 		return steps, fmt.Errorf("checking: %w: %s", ErrSourceMissing, strings.Join(missing, ", "))
 	}
 
-	err = c.each(ctx, len(steps), func(ctx context.Context, i int) error {
+	err = c.each(ctx, "copying", len(steps), func(ctx context.Context, i int) error {
 		s := &steps[i]
 		if s.Action == ActionUnchanged {
 			return nil
@@ -127,7 +127,7 @@ func (c *Client) Copy(ctx context.Context, uploads []Upload, opts CopyOptions) (
 	}
 
 	touched := make([]bool, len(steps))
-	err = c.each(ctx, len(steps), func(ctx context.Context, i int) error {
+	err = c.each(ctx, "tagging", len(steps), func(ctx context.Context, i int) error {
 		s := &steps[i]
 		if s.Action == ActionUnchanged {
 			return nil

@@ -39,7 +39,20 @@ func (p *Output) AddFlags(cmd *cobra.Command) {
 	if def == "" {
 		def = "table"
 	}
-	cmd.Flags().StringVarP(&p.Format, "output", "o", def, "output format: "+strings.Join(p.Formats(), ", "))
+	help := "output format: " + orList(p.Formats())
+	if p.Names {
+		help += " (name: one identifier a line)"
+	}
+	cmd.Flags().StringVarP(&p.Format, "output", "o", def, help)
+}
+
+// orList is "a, b or c".
+func orList(s []string) string {
+	last := len(s) - 1
+	if last < 1 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:last], ", ") + " or " + s[last]
 }
 
 // Validate checks the format.
@@ -50,8 +63,7 @@ func (p *Output) Validate() error {
 			return nil
 		}
 	}
-	last := len(fs) - 1
-	return fmt.Errorf("-o %q: want %s or %s", p.Format, strings.Join(fs[:last], ", "), fs[last])
+	return fmt.Errorf("-o %q: want %s", p.Format, orList(fs))
 }
 
 // Text reports whether the output is for people (-o table), the only

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/kubepool/kubepool/internal/cli/cliutil"
+	"github.com/kubepool/kubepool/internal/cli/progress"
 
 	"github.com/spf13/cobra"
 
@@ -142,7 +143,9 @@ func (r *imagesRegistryOptions) Validate() error {
 	return nil
 }
 
-func (r *imagesRegistryOptions) client(o *cliutil.Options) (*imageset.Client, error) {
+// client returns a registry client; it tells line (nil: nobody) how far
+// each phase is.
+func (r *imagesRegistryOptions) client(o *cliutil.Options, line *progress.Line) (*imageset.Client, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -154,6 +157,21 @@ func (r *imagesRegistryOptions) client(o *cliutil.Options) (*imageset.Client, er
 	return imageset.NewClient(imageset.RegistryOptions{
 		CAFile: r.CAFile, Insecure: r.Insecure, Jobs: r.Jobs,
 		RequestsPerSecond: r.RPS, Retries: retries, Logger: log,
-		Creds: r.Creds, AuthFile: r.AuthFile,
+		Creds: r.Creds, AuthFile: r.AuthFile, OnProgress: imagesProgress(line),
 	})
+}
+
+// imagesProgress shows a registry operation's progress on line.
+func imagesProgress(line *progress.Line) func(imageset.Progress) {
+	if line == nil {
+		return nil
+	}
+	return func(p imageset.Progress) {
+		text := fmt.Sprintf("%s: %d of %d images", p.Phase, p.Done, p.Total)
+		if p.Done == p.Total {
+			line.Set(text)
+		} else {
+			line.Tick(text)
+		}
+	}
 }

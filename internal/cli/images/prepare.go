@@ -26,16 +26,22 @@ func newImagesPrepareCmd(o *cliutil.Options) *cobra.Command {
       --output-env-file containers-env.yaml`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := reg.Validate(); err != nil {
+		PreRunE: func(*cobra.Command, []string) error {
+			if err := set.Validate(); err != nil {
 				return err
 			}
+			return reg.Validate()
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := o.Log()
 			p, err := set.prepare(o)
 			if err != nil {
 				return err
 			}
 			if len(p.Uploads) > 0 && !dryRun {
+				// Progress on a terminal: stdout is the environment.
+				line := o.Progress(true)
+				defer line.Finish()
 				meter := &imageset.BackoffMeter{}
 				retries := reg.Retries
 				if retries == 0 {
@@ -44,12 +50,13 @@ func newImagesPrepareCmd(o *cliutil.Options) *cobra.Command {
 				c, err := imageset.NewClient(imageset.RegistryOptions{
 					CAFile: reg.CAFile, Insecure: reg.Insecure, Jobs: reg.Jobs,
 					RequestsPerSecond: reg.RPS, Retries: retries, Logger: log,
-					Creds: reg.Creds, AuthFile: reg.AuthFile, WrapTransport: meter.Wrap,
+					Creds: reg.Creds, AuthFile: reg.AuthFile, WrapTransport: meter.Wrap, OnProgress: imagesProgress(line),
 				})
 				if err != nil {
 					return err
 				}
 				steps, err := c.Copy(cmd.Context(), p.Uploads, imageset.CopyOptions{OnBackoff: meter.Add})
+				line.Finish()
 				if n, waited := meter.Throttled(); n > 0 {
 					log.Info("registry throttled", "answers_429", n, "backoff", waited.Round(1e6).String())
 				}
