@@ -23,15 +23,15 @@ func TestReadModel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
-	podReq := le.zuul.submit([]string{"pod"}, 100, nil)
-	req := le.zuul.waitRequest(ctx, podReq)
+	podReq := le.zuul.Submit([]string{"pod"}, 100, nil)
+	req := le.zuul.WaitRequest(ctx, podReq)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("pod request %s = %v, want fulfilled", podReq, req)
 	}
-	_, unlock := le.zuul.acceptNodes(podReq, req)
+	_, unlock := le.zuul.AcceptNodes(podReq, req)
 	defer unlock()
-	failedReq := le.zuul.submit([]string{"no-such-label"}, 100, nil)
-	if r := le.zuul.waitRequest(ctx, failedReq); r["state"] != "failed" {
+	failedReq := le.zuul.Submit([]string{"no-such-label"}, 100, nil)
+	if r := le.zuul.WaitRequest(ctx, failedReq); r["state"] != "failed" {
 		t.Fatalf("request for an unknown label = %v, want failed", r)
 	}
 
