@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/kubepool/kubepool/internal/nodeadmin"
 	"github.com/kubepool/kubepool/internal/zk"
 )
@@ -17,6 +19,9 @@ import (
 // its watch caches; only the nodes' lock state is read per request (the
 // cache does not watch locks).
 
+// lockReads bounds the lock reads of one /node-list in flight at once.
+const lockReads = 64
+
 // Nodes returns every node, as rows of Nodepool's webapp /node-list (those
 // of `kubepool list -o json`).
 func (l *Launcher) Nodes(ctx context.Context) ([]map[string]any, error) {
@@ -26,14 +31,22 @@ func (l *Launcher) Nodes(ctx context.Context) ([]map[string]any, error) {
 	}
 	cached := cache.Snapshot()
 	nodes := make([]*zk.Node, len(cached))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(lockReads)
 	for i, n := range cached {
-		cp := *n // the cache's record: not to be changed
-		h, err := l.zk.NodeLockHolder(ctx, n.ID)
-		if err != nil {
-			return nil, fmt.Errorf("reading the lock of node %s: %w", n.ID, err)
-		}
-		cp.LockHolder, cp.Locked = h, h != nil
-		nodes[i] = &cp
+		g.Go(func() error {
+			cp := *n // the cache's record: not to be changed
+			h, err := l.zk.NodeLockHolder(gctx, n.ID)
+			if err != nil {
+				return fmt.Errorf("reading the lock of node %s: %w", n.ID, err)
+			}
+			cp.LockHolder, cp.Locked = h, h != nil
+			nodes[i] = &cp
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return rowMaps(nodeadmin.NodeRows(nodes, time.Now()))
 }
