@@ -2,8 +2,6 @@ package zk_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"strings"
@@ -54,12 +52,6 @@ func connect(t testing.TB, servers string, opts zk.Options) *zk.Client {
 type zuul = zuultest.Zuul
 
 func newZuul(t testing.TB, servers string) *zuul { return zuultest.New(t, servers) }
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 func deadline(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)

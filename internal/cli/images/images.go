@@ -64,10 +64,6 @@ func (s *imageSetOptions) Validate() error {
 	return nil
 }
 
-// load renders and filters the image set; warnings go to slog's default
-// logger (see loadLogged).
-func (s *imageSetOptions) load() ([]imageset.Image, error) { return s.loadLogged(nil) }
-
 // loadLogged renders and filters the image set; warnings go to o's log.
 func (s *imageSetOptions) loadLogged(o *cliutil.Options) ([]imageset.Image, error) {
 	p, err := s.prepare(o)
