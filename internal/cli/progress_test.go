@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/kubepool/kubepool/internal/cli/cliutil"
+	"github.com/kubepool/kubepool/internal/requestor/requestortest"
 	"github.com/kubepool/kubepool/internal/testenv"
 )
 
@@ -93,6 +94,57 @@ func TestProgressOnTerminalOnly(t *testing.T) {
 	promote(w, "in-a-pipe")
 	w.Close()
 	if got := <-piped; strings.Contains(got, "images") || strings.Contains(got, "\r") {
+		t.Errorf("stderr in a pipe = %q, want no progress", got)
+	}
+}
+
+// TestRequestProgress: `kubepool request` says what it waits for on a
+// terminal (-o table), and nothing in a pipe or with -o json; stdout has
+// the result only.
+func TestRequestProgress(t *testing.T) {
+	servers := testenv.ZooKeeper(t)
+	requestortest.Start(t, servers)
+	request := func(stderr io.Writer, format string) string {
+		t.Helper()
+		out, err := runWithStderr(t, stderr, "request", "pod", "--zookeeper", servers, "-o", format)
+		if err != nil {
+			t.Fatalf("request -o %s = %v", format, err)
+		}
+		if strings.Contains(out, "waiting for") || strings.Contains(out, "\r") {
+			t.Errorf("request -o %s: progress on stdout: %q", format, out)
+		}
+		return out
+	}
+
+	pty := testenv.NewPTY(t)
+	out := request(pty.Terminal, "table")
+	onTTY := pty.Output()
+	t.Logf("on a terminal: %q", onTTY)
+	if !strings.Contains(onTTY, ": requested: waiting for a launcher to take it") || !strings.Contains(onTTY, "\r\033[K") {
+		t.Errorf("stderr on a terminal = %q, want the request's state drawn and cleared", onTTY)
+	}
+	if !strings.Contains(out, "in-use") {
+		t.Errorf("request -o table = %q, want the node in use", out)
+	}
+
+	pty = testenv.NewPTY(t)
+	request(pty.Terminal, "json")
+	if got := pty.Output(); strings.Contains(got, "waiting for a launcher to take it") || strings.Contains(got, "\r\033[K") {
+		t.Errorf("stderr on a terminal with -o json = %q, want no progress", got)
+	}
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	piped := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(r)
+		piped <- string(b)
+	}()
+	request(w, "table")
+	w.Close()
+	if got := <-piped; strings.Contains(got, "waiting for a launcher to take it") || strings.Contains(got, "\r") {
 		t.Errorf("stderr in a pipe = %q, want no progress", got)
 	}
 }
