@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubepool/kubepool/internal/buildset"
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 	"github.com/kubepool/kubepool/internal/config"
 	"github.com/kubepool/kubepool/internal/registrytoken"
 )
@@ -27,14 +28,11 @@ a buildset ends, images and credentials, ttl after its last node is gone.`,
 	return cmd
 }
 
-// buildsetStore connects to ZooKeeper and returns a store on it, the config
-// if one was read, and the function that closes the connection.
+// buildsetStore connects to ZooKeeper (the node commands' one path) and
+// returns a store on it, the config if one was read, and the function that
+// closes the connection.
 func (o *rootOptions) buildsetStore(cmd *cobra.Command, z *zkOptions) (*buildset.Store, *config.Config, func(), error) {
-	log, err := o.Logger()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	c, cfg, err := z.connect(cmd.Context(), cmd, log)
+	c, cfg, err := o.zookeeper(cmd, z)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -42,15 +40,13 @@ func (o *rootOptions) buildsetStore(cmd *cobra.Command, z *zkOptions) (*buildset
 }
 
 func newBuildsetListCmd(o *rootOptions) *cobra.Command {
-	var lo opsOptions
+	lo := newOpsOptions()
 	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List buildsets: id, state, age, last node seen, credentials",
-		Args:  cobra.NoArgs,
+		Use:     "list",
+		Short:   "List buildsets: id, state, age, last node seen, credentials",
+		Args:    cobra.NoArgs,
+		PreRunE: validate(lo),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := lo.Validate(); err != nil {
-				return err
-			}
 			s, _, closeZK, err := o.buildsetStore(cmd, &lo.zkOptions)
 			if err != nil {
 				return err
@@ -60,7 +56,13 @@ func newBuildsetListCmd(o *rootOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return lo.print(o.Out, rows, func(w io.Writer) { buildsetTable(w, rows, time.Now()) })
+			ids := make([]string, len(rows))
+			for i, r := range rows {
+				ids[i] = r.ID
+			}
+			return lo.PrintNamed(o.Out, rows, ids, func(w io.Writer) error {
+				return cliutil.Table(w, func(w io.Writer) { buildsetTable(w, rows, time.Now()) })
+			})
 		},
 	}
 	lo.AddFlags(cmd)
@@ -76,15 +78,13 @@ func buildsetTable(w io.Writer, rows []buildset.Row, now time.Time) {
 }
 
 func newBuildsetInfoCmd(o *rootOptions) *cobra.Command {
-	var lo opsOptions
+	lo := newOpsOptions()
 	cmd := &cobra.Command{
-		Use:   "info BUILDSET",
-		Short: "Show one buildset: state, times, and its credentials (ids and nodes; never secrets)",
-		Args:  cobra.ExactArgs(1),
+		Use:     "info BUILDSET",
+		Short:   "Show one buildset: state, times, and its credentials (ids and nodes; never secrets)",
+		Args:    cobra.ExactArgs(1),
+		PreRunE: validate(lo),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := lo.Validate(); err != nil {
-				return err
-			}
 			s, _, closeZK, err := o.buildsetStore(cmd, &lo.zkOptions)
 			if err != nil {
 				return err
@@ -94,14 +94,8 @@ func newBuildsetInfoCmd(o *rootOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return lo.print(o.Out, info, func(w io.Writer) {
-				now := time.Now()
-				fmt.Fprintf(w, "id\t%s\nstate\t%s\nusername\t%s\ncreated\t%s (%s ago)\nlast node seen\t%s (%s ago)\n",
-					info.ID, info.State, info.Username, info.Created.Format(time.RFC3339), humanAge(int64(now.Sub(info.Created).Seconds())),
-					info.LastNodeSeen.Format(time.RFC3339), humanAge(int64(now.Sub(info.LastNodeSeen).Seconds())))
-				for _, c := range info.CredentialList {
-					fmt.Fprintf(w, "credential %s\tnode %s, created %s\n", c.ID, dash(c.Node), c.Created.Format(time.RFC3339))
-				}
+			return lo.PrintNamed(o.Out, info, []string{info.ID}, func(w io.Writer) error {
+				return cliutil.Table(w, func(w io.Writer) { buildsetInfoTable(w, info) })
 			})
 		},
 	}
@@ -109,8 +103,18 @@ func newBuildsetInfoCmd(o *rootOptions) *cobra.Command {
 	return cmd
 }
 
+func buildsetInfoTable(w io.Writer, info *buildset.Info) {
+	now := time.Now()
+	fmt.Fprintf(w, "id\t%s\nstate\t%s\nusername\t%s\ncreated\t%s (%s ago)\nlast node seen\t%s (%s ago)\n",
+		info.ID, info.State, info.Username, info.Created.Format(time.RFC3339), humanAge(int64(now.Sub(info.Created).Seconds())),
+		info.LastNodeSeen.Format(time.RFC3339), humanAge(int64(now.Sub(info.LastNodeSeen).Seconds())))
+	for _, c := range info.CredentialList {
+		fmt.Fprintf(w, "credential %s\tnode %s, created %s\n", c.ID, dash(c.Node), c.Created.Format(time.RFC3339))
+	}
+}
+
 func newBuildsetDeleteCmd(o *rootOptions) *cobra.Command {
-	var lo opsOptions
+	lo := newOpsOptions()
 	var provider string
 	cmd := &cobra.Command{
 		Use:   "delete BUILDSET",
@@ -120,11 +124,9 @@ stop working at once, then its manifests are deleted from the registry (by
 digest, with a token kubepool issues itself) and its record goes. It reads the
 launcher config (-c) for the provider's buildset-registry; --provider picks
 one when several providers have one. Interrupted, it can be run again.`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
+		PreRunE: validate(lo),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := lo.Validate(); err != nil {
-				return err
-			}
 			if err := buildset.ValidateID(args[0]); err != nil {
 				return err
 			}
@@ -147,7 +149,10 @@ one when several providers have one. Interrupted, it can be run again.`,
 				return err
 			}
 			row := buildset.Row{ID: args[0], State: "deleted"}
-			return lo.print(o.Out, row, func(w io.Writer) { fmt.Fprintf(w, "buildset %s deleted\n", args[0]) })
+			return lo.PrintNamed(o.Out, row, []string{row.ID}, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "buildset %s deleted\n", args[0])
+				return err
+			})
 		},
 	}
 	lo.AddFlags(cmd)

@@ -51,15 +51,10 @@ func newConfigCheckCmd(o *rootOptions) *cobra.Command {
 launcher would, and reports every problem with its file, line and key. It
 connects to neither Kubernetes nor ZooKeeper. On success it prints one line
 per provider and pool.`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
+		PreRunE: validate(&co),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := co.Validate(); err != nil {
-				return err
-			}
-			log, err := o.Logger()
-			if err != nil {
-				return err
-			}
+			log := o.Log()
 			c, err := config.Load(co.File)
 			if errs := config.FieldErrors(err); len(errs) > 0 {
 				for _, fe := range errs {

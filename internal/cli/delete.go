@@ -6,12 +6,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 	"github.com/kubepool/kubepool/internal/nodeadmin"
 	"github.com/kubepool/kubepool/internal/zk"
 )
 
 func newDeleteCmd(o *rootOptions) *cobra.Command {
-	var lo opsOptions
+	lo := newOpsOptions()
 	cmd := &cobra.Command{
 		Use:   "delete NODE",
 		Short: "Mark a node for deletion; its launcher deletes it",
@@ -20,9 +21,10 @@ node's lock, sets the state to deleting and lets go. The launcher serving the
 node's provider then deletes its namespace (and pod) and the record. A node
 that Zuul or a launcher holds locked is not touched; the error says who holds
 it.`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
+		PreRunE: validate(lo),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.changeNode(cmd, &lo, func(a *nodeadmin.Admin) (*zk.Node, error) {
+			return o.changeNode(cmd, lo, func(a *nodeadmin.Admin) (*zk.Node, error) {
 				return a.Delete(cmd.Context(), args[0])
 			})
 		},
@@ -31,11 +33,9 @@ it.`,
 	return cmd
 }
 
-// changeNode runs a change on one node and prints the node's row.
+// changeNode runs a change on one node and prints the node's row (-o name:
+// its id).
 func (o *rootOptions) changeNode(cmd *cobra.Command, lo *opsOptions, change func(*nodeadmin.Admin) (*zk.Node, error)) error {
-	if err := lo.Validate(); err != nil {
-		return err
-	}
 	a, closeZK, err := o.admin(cmd, &lo.zkOptions)
 	if err != nil {
 		return err
@@ -46,5 +46,7 @@ func (o *rootOptions) changeNode(cmd *cobra.Command, lo *opsOptions, change func
 		return err
 	}
 	row := nodeadmin.NewNodeRow(n, time.Now())
-	return lo.print(o.Out, row, func(w io.Writer) { nodeTable(w, []nodeadmin.NodeRow{row}) })
+	return lo.PrintNamed(o.Out, row, []string{row.ID}, func(w io.Writer) error {
+		return cliutil.Table(w, func(w io.Writer) { nodeTable(w, []nodeadmin.NodeRow{row}) })
+	})
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubepool/kubepool/internal/nodeaccess"
-	"github.com/kubepool/kubepool/internal/nodeadmin"
 	"github.com/kubepool/kubepool/internal/podexec"
 	"github.com/kubepool/kubepool/internal/zk"
 )
@@ -42,16 +41,10 @@ exec stream breaks before the exit status arrives, the exit code is 255 and
 the command may or may not have finished. Flags go before NODE.`,
 		Example: `  kubepool exec 0000000042 -- git --version
   tar c src | kubepool exec -i 0000000042 -- tar x -C /tmp`,
-		Args: cobra.MinimumNArgs(2),
+		Args:    cobra.MinimumNArgs(2),
+		PreRunE: validate(&eo),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := eo.Validate(); err != nil {
-				return err
-			}
-			log, err := o.Logger()
-			if err != nil {
-				return err
-			}
-			c, _, err := eo.connect(cmd.Context(), cmd, log)
+			c, _, err := o.zookeeper(cmd, &eo.zkOptions)
 			if err != nil {
 				return err
 			}
@@ -73,16 +66,12 @@ the command may or may not have finished. Flags go before NODE.`,
 
 func runExec(cmd *cobra.Command, o *rootOptions, c *zk.Client, eo execOptions, node string, argv []string) error {
 	ctx := cmd.Context()
-	a, err := nodeaccess.Resolve(ctx, c, node)
-	if errors.Is(err, zk.ErrNoNode) {
-		return &nodeadmin.UnknownNodeError{ID: node}
+	a, target, err := nodeaccess.ResolvePod(ctx, c, node)
+	if errors.Is(err, nodeaccess.ErrNotPod) {
+		return fmt.Errorf("%w: use kubectl with `kubepool request -o kubeconfig` for namespace nodes", err)
 	}
 	if err != nil {
 		return err
-	}
-	target, err := a.Pod()
-	if err != nil {
-		return fmt.Errorf("%w: use kubectl with `kubepool request -o kubeconfig` for namespace nodes", err)
 	}
 	if st := a.Node.State; st != zk.NodeInUse && st != zk.NodeHold && st != zk.NodeReady {
 		return fmt.Errorf("node %s is %s: only ready, in-use and held nodes have a pod to run in", node, st)

@@ -20,11 +20,13 @@ type podOptions struct {
 	Container  string
 }
 
-func (p *podOptions) AddFlags(cmd *cobra.Command) {
+// AddFlags adds the flags; the container's has the shorthand short ("" for
+// none).
+func (p *podOptions) AddFlags(cmd *cobra.Command, short string) {
 	cmd.Flags().StringVar(&p.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config, as kubectl)")
 	cmd.Flags().StringVar(&p.Context, "context", "", "kubeconfig context (default: its current context)")
 	cmd.Flags().StringVarP(&p.Namespace, "namespace", "n", "", "namespace of the pod (default: the context's)")
-	cmd.Flags().StringVarP(&p.Container, "container", "c", "", "container in the pod (default: the pod's only or default container)")
+	cmd.Flags().StringVarP(&p.Container, "container", short, "", "container in the pod (default: the pod's only or default container)")
 }
 
 // executor returns an exec client for the cluster and the namespace to use.
@@ -96,7 +98,7 @@ may think silently for long on big repos). For whole workspaces,
 			return ex.Run(cmd.Context(), t, command, podexec.Options{Stdin: cmd.InOrStdin(), Stdout: o.Out, Stderr: o.Err, StallTimeout: stall})
 		},
 	}
-	po.AddFlags(cmd)
+	po.AddFlags(cmd, "c") // kubectl exec's -c: git-remote reads no config
 	cmd.Flags().DurationVar(&stall, "stall-timeout", 0, "give up when, with input left to send, nothing moves for this long (0: never)")
 	var stdin bool
 	cmd.Flags().BoolVarP(&stdin, "stdin", "i", true, "attach stdin (always on; accepted for kubectl compatibility)")

@@ -35,7 +35,7 @@ func (h *holdOptions) Validate() error {
 }
 
 func newHoldCmd(o *rootOptions) *cobra.Command {
-	var ho holdOptions
+	ho := holdOptions{opsOptions: *newOpsOptions()}
 	cmd := &cobra.Command{
 		Use:   "hold NODE --reason REASON",
 		Short: "Keep a node from being deleted or handed out",
@@ -44,11 +44,9 @@ autohold does to the nodes of a failed build, so that someone can look at it.
 It applies to in-use, used and unallocated ready nodes that nobody else holds
 locked. The launcher keeps held nodes until 'kubepool release-hold', the
 --expiration, or the config's max-hold-age.`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
+		PreRunE: validate(&ho),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := ho.Validate(); err != nil {
-				return err
-			}
 			return o.changeNode(cmd, &ho.opsOptions, func(a *nodeadmin.Admin) (*zk.Node, error) {
 				return a.Hold(cmd.Context(), args[0], nodeadmin.HoldOptions{Reason: ho.Reason, Job: ho.Job, Expiration: ho.Expiration})
 			})

@@ -8,22 +8,21 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 	"github.com/kubepool/kubepool/internal/nodeadmin"
 )
 
 func newInfoCmd(o *rootOptions) *cobra.Command {
-	var lo opsOptions
+	lo := newOpsOptions()
 	cmd := &cobra.Command{
 		Use:   "info NODE",
 		Short: "Show one node's record",
 		Long: `Info shows a node's record as Nodepool wrote it, with its lock state. The
 table hides the node's token; -o json and -o yaml show the whole record,
 token included.`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
+		PreRunE: validate(lo),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := lo.Validate(); err != nil {
-				return err
-			}
 			a, closeZK, err := o.admin(cmd, &lo.zkOptions)
 			if err != nil {
 				return err
@@ -33,7 +32,9 @@ token included.`,
 			if err != nil {
 				return err
 			}
-			return lo.print(o.Out, info, func(w io.Writer) { infoTable(w, info) })
+			return lo.PrintNamed(o.Out, info, []string{info.Row.ID}, func(w io.Writer) error {
+				return cliutil.Table(w, func(w io.Writer) { infoTable(w, info) })
+			})
 		},
 	}
 	lo.AddFlags(cmd)

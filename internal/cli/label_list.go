@@ -7,11 +7,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 	"github.com/kubepool/kubepool/internal/nodeadmin"
 )
 
 func newLabelListCmd(o *rootOptions) *cobra.Command {
-	var lo opsOptions
+	lo := newOpsOptions()
 	cmd := &cobra.Command{
 		Use:   "label-list",
 		Short: "List labels: the launchers that serve them, ready and min-ready nodes",
@@ -19,16 +20,10 @@ func newLabelListCmd(o *rootOptions) *cobra.Command {
 the config (-c) defines: which launchers serve it (provider/pool@host), how
 many ready, unallocated nodes it has, and its min-ready. min-ready is only
 in the launcher config, so with --zookeeper alone it shows as "-".`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
+		PreRunE: validate(lo),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := lo.Validate(); err != nil {
-				return err
-			}
-			log, err := o.Logger()
-			if err != nil {
-				return err
-			}
-			c, cfg, err := lo.connect(cmd.Context(), cmd, log)
+			c, cfg, err := o.zookeeper(cmd, &lo.zkOptions)
 			if err != nil {
 				return err
 			}
@@ -44,7 +39,13 @@ in the launcher config, so with --zookeeper alone it shows as "-".`,
 			if err != nil {
 				return err
 			}
-			return lo.print(o.Out, rows, func(w io.Writer) { labelTable(w, rows) })
+			names := make([]string, len(rows))
+			for i, r := range rows {
+				names[i] = r.Name
+			}
+			return lo.PrintNamed(o.Out, rows, names, func(w io.Writer) error {
+				return cliutil.Table(w, func(w io.Writer) { labelTable(w, rows) })
+			})
 		},
 	}
 	lo.AddFlags(cmd)

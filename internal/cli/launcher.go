@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -58,16 +57,10 @@ pools and their labels, takes node requests in priority order, makes each node
 pod labels one pod that behaves like a machine), and deletes nodes once Zuul is
 done with them. Its config is Nodepool's nodepool.yaml with kubernetes
 providers; check it with 'kubepool config check'.`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
+		PreRunE: validate(&lo),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := lo.Validate(); err != nil {
-				return err
-			}
-			log, err := o.Logger()
-			if err != nil {
-				return err
-			}
-			return runLauncher(cmd.Context(), log, lo)
+			return runLauncher(cmd.Context(), o.Log(), lo)
 		},
 	}
 	lo.AddFlags(cmd)
@@ -133,6 +126,10 @@ func runLauncher(ctx context.Context, log *slog.Logger, lo launcherOptions) erro
 	return g.Wait()
 }
 
+// launcherZooKeeperTimeout is how long the launcher tries to reach
+// ZooKeeper at start.
+const launcherZooKeeperTimeout = 30 * time.Second
+
 // connectZooKeeper connects to the config's ZooKeeper ensemble.
 func connectZooKeeper(ctx context.Context, cfg *config.Config, log *slog.Logger, onEvent func(zk.SessionEvent)) (*zk.Client, error) {
 	opts := zk.Options{Logger: log, OnSessionEvent: onEvent}
@@ -140,16 +137,7 @@ func connectZooKeeper(ctx context.Context, cfg *config.Config, log *slog.Logger,
 	if err != nil {
 		return nil, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	c, err := zk.Connect(cctx, servers, opts)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("connecting to ZooKeeper %s: no session within 30s: is ZooKeeper running and is zookeeper-servers in %s right? (%w)", servers, cfg.File, err)
-		}
-		return nil, fmt.Errorf("connecting to ZooKeeper %s: %w", servers, err)
-	}
-	return c, nil
+	return dialZooKeeper(ctx, servers, cfg.File, launcherZooKeeperTimeout, opts)
 }
 
 // configZooKeeper returns the connection string of the config's

@@ -7,41 +7,22 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 	"github.com/kubepool/kubepool/internal/nodeadmin"
 )
 
-// opsOptions are the flags of the operator commands that read ZooKeeper
-// and print: which ZooKeeper, and -o.
-type opsOptions struct {
-	zkOptions
-	outputOptions
-}
-
-func (o *opsOptions) AddFlags(cmd *cobra.Command) {
-	o.zkOptions.AddFlags(cmd)
-	o.outputOptions.AddFlags(cmd)
-}
-
-func (o *opsOptions) Validate() error {
-	if err := o.outputOptions.Validate(); err != nil {
-		return err
-	}
-	return o.zkOptions.Validate()
-}
-
 func newListCmd(o *rootOptions) *cobra.Command {
-	var lo opsOptions
+	lo := newOpsOptions()
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List nodes: id, provider, label, state, age, namespace/pod, lock, comment",
 		Long: `List reads every node record from ZooKeeper, as 'nodepool list' does.
 AGE is the time in the current state. -o json gives the rows of Nodepool's
-webapp /node-list (plus namespace, pod and lock_holder).`,
-		Args: cobra.NoArgs,
+webapp /node-list (plus namespace, pod and lock_holder), the same rows the
+launcher's /node-list serves; -o name the node ids.`,
+		Args:    cobra.NoArgs,
+		PreRunE: validate(lo),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := lo.Validate(); err != nil {
-				return err
-			}
 			a, closeZK, err := o.admin(cmd, &lo.zkOptions)
 			if err != nil {
 				return err
@@ -51,25 +32,22 @@ webapp /node-list (plus namespace, pod and lock_holder).`,
 			if err != nil {
 				return err
 			}
-			return lo.print(o.Out, rows, func(w io.Writer) { nodeTable(w, rows) })
+			return printNodes(o.Out, &lo.Output, rows)
 		},
 	}
 	lo.AddFlags(cmd)
 	return cmd
 }
 
-// admin connects to ZooKeeper and returns a nodeadmin.Admin on it and the
-// function that closes the connection.
-func (o *rootOptions) admin(cmd *cobra.Command, z *zkOptions) (*nodeadmin.Admin, func(), error) {
-	log, err := o.Logger()
-	if err != nil {
-		return nil, nil, err
+// printNodes prints node rows as -o asks.
+func printNodes(w io.Writer, out *cliutil.Output, rows []nodeadmin.NodeRow) error {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
 	}
-	c, _, err := z.connect(cmd.Context(), cmd, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &nodeadmin.Admin{ZK: c}, c.Close, nil
+	return out.PrintNamed(w, rows, ids, func(w io.Writer) error {
+		return cliutil.Table(w, func(w io.Writer) { nodeTable(w, rows) })
+	})
 }
 
 func nodeTable(w io.Writer, rows []nodeadmin.NodeRow) {

@@ -21,17 +21,32 @@ import (
 	"github.com/kubepool/kubepool/internal/zk"
 )
 
-// runOps runs one operator command in-process and returns its stdout.
+// runOps runs one operator command in-process, under a root command with
+// the shared flags and plumbing, and returns its stdout.
 func runOps(t *testing.T, newCmd func(*rootOptions) *cobra.Command, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	o := &rootOptions{Options: cliutil.Options{LogLevel: "info", LogFormat: "text", Out: &out, Err: &errOut}}
+	o := &rootOptions{Options: cliutil.Options{Out: &out, Err: &errOut}}
+	root := &cobra.Command{Use: "kubepool", SilenceUsage: true, SilenceErrors: true}
+	o.AddFlags(root)
 	cmd := newCmd(o)
-	cmd.SilenceErrors = true
-	cmd.SetArgs(args)
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	err := cmd.ExecuteContext(t.Context())
+	root.AddCommand(cmd)
+	root.SetArgs(append([]string{cmd.Name()}, args...))
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err := root.ExecuteContext(t.Context())
+	return out.String(), err
+}
+
+// runRoot runs kubepool with args in-process and returns its stdout.
+func runRoot(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := newRoot(&rootOptions{Options: cliutil.Options{Out: &out, Err: &errOut}})
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err := root.ExecuteContext(t.Context())
 	return out.String(), err
 }
 
@@ -112,11 +127,11 @@ func TestOpsCommands(t *testing.T) {
 	if _, err := runOps(t, newInfoCmd, "0000000999", zkf); !errors.Is(err, zk.ErrNoNode) {
 		t.Errorf("info of an unknown node = %v, want zk.ErrNoNode", err)
 	}
-	if _, err := runOps(t, newListCmd, zkf, "-o", "xml"); err == nil || !strings.Contains(err.Error(), "want table, json or yaml") {
+	if _, err := runOps(t, newListCmd, zkf, "-o", "xml"); err == nil || !strings.Contains(err.Error(), "want table, json, yaml or name") {
 		t.Errorf("list -o xml = %v, want the formats there are", err)
 	}
-	if _, err := runOps(t, newRequestCmd, "pod", zkf, "-o", "table"); err == nil || !strings.Contains(err.Error(), "want kubeconfig, inventory, json or ids") {
-		t.Errorf("request -o table = %v, want the formats there are", err)
+	if _, err := runOps(t, newRequestCmd, "pod", zkf, "-o", "xml"); err == nil || !strings.Contains(err.Error(), "want json, yaml, table, name, kubeconfig or inventory") {
+		t.Errorf("request -o xml = %v, want the formats there are", err)
 	}
 }
 

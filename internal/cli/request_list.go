@@ -7,22 +7,21 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 	"github.com/kubepool/kubepool/internal/nodeadmin"
 )
 
 func newRequestListCmd(o *rootOptions) *cobra.Command {
-	var lo opsOptions
+	lo := newOpsOptions()
 	cmd := &cobra.Command{
 		Use:   "request-list",
 		Short: "List node requests in the order launchers take them",
 		Long: `Request-list reads every node request from ZooKeeper, in the order
 launchers serve them (priority, relative priority, submission). -o json gives
 the rows of Nodepool's webapp /request-list (plus build_set_uuid).`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
+		PreRunE: validate(lo),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := lo.Validate(); err != nil {
-				return err
-			}
 			a, closeZK, err := o.admin(cmd, &lo.zkOptions)
 			if err != nil {
 				return err
@@ -32,7 +31,13 @@ the rows of Nodepool's webapp /request-list (plus build_set_uuid).`,
 			if err != nil {
 				return err
 			}
-			return lo.print(o.Out, rows, func(w io.Writer) { requestTable(w, rows) })
+			ids := make([]string, len(rows))
+			for i, r := range rows {
+				ids[i] = r.ID
+			}
+			return lo.PrintNamed(o.Out, rows, ids, func(w io.Writer) error {
+				return cliutil.Table(w, func(w io.Writer) { requestTable(w, rows) })
+			})
 		},
 	}
 	lo.AddFlags(cmd)

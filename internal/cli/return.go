@@ -21,10 +21,13 @@ node's lock it sets the state to used, and the launcher deletes the node's
 namespace, pod and record. Nodes that another requestor (Zuul) holds locked
 are left alone.`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		PreRunE: func(*cobra.Command, []string) error {
 			if wait < 0 {
 				return fmt.Errorf("--wait %v: want 0 or more", wait)
 			}
+			return zo.Validate()
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
 			a, closeZK, err := o.admin(cmd, &zo)
 			if err != nil {
 				return err

@@ -18,7 +18,11 @@ type rootOptions struct{ cliutil.Options }
 
 // New returns kubepool's root command.
 func New() *cobra.Command {
-	o := &rootOptions{Options: cliutil.Options{Out: os.Stdout, Err: os.Stderr}}
+	return newRoot(&rootOptions{Options: cliutil.Options{Out: os.Stdout, Err: os.Stderr}})
+}
+
+// newRoot is the command tree writing where o says.
+func newRoot(o *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:           "kubepool",
 		Short:         "Kubernetes build resources for CI jobs, and container image sets",

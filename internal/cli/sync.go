@@ -1,20 +1,19 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 	"github.com/kubepool/kubepool/internal/gitsync"
 	"github.com/kubepool/kubepool/internal/nodeaccess"
-	"github.com/kubepool/kubepool/internal/nodeadmin"
 	"github.com/kubepool/kubepool/internal/podexec"
-	"github.com/kubepool/kubepool/internal/zk"
 )
 
 type syncOptions struct {
@@ -25,7 +24,7 @@ type syncOptions struct {
 	Dest     string
 	Parallel int
 	Attempts int
-	Output   string
+	Output   cliutil.Output
 	// WebSocket makes exec try WebSocket before SPDY (SPDY first is faster
 	// for bulk data: see podexec.Executor.PreferSPDY).
 	WebSocket    bool
@@ -35,16 +34,18 @@ type syncOptions struct {
 }
 
 func (s *syncOptions) AddFlags(cmd *cobra.Command) {
-	s.pod.AddFlags(cmd)
+	s.pod.AddFlags(cmd, "") // -c is the launcher config, as everywhere
 	cmd.Flags().StringVar(&s.Pod, "pod", "", "pod to sync into (with --namespace), instead of a NODE")
 	cmd.Flags().StringVar(&s.zk.Servers, "zookeeper", "", `for NODE: ZooKeeper holding the node records, "host:port[,host:port...][/chroot]"`)
-	cmd.Flags().StringVar(&s.zk.File, "launcher-config", defaultConfigFile, "for NODE: launcher config whose zookeeper-servers to use (when --zookeeper is not given)")
+	cmd.Flags().StringVarP(&s.zk.File, "config", "c", defaultConfigFile, "for NODE: launcher config whose zookeeper-servers to use (when --zookeeper is not given)")
+	cmd.Flags().StringVar(&s.zk.File, "launcher-config", defaultConfigFile, "old name of --config")
+	_ = cmd.Flags().MarkDeprecated("launcher-config", "use -c/--config (-c no longer names the container: use --container); --launcher-config goes in the next release")
 	cmd.Flags().DurationVar(&s.zk.Timeout, "zookeeper-timeout", 10*time.Second, "for NODE: how long to try to reach ZooKeeper")
 	cmd.Flags().StringVar(&s.Src, "src", "", "workspace root on this machine: the directory holding the repos (e.g. Zuul's work dir with src/<host>/<project>)")
 	cmd.Flags().StringVar(&s.Dest, "dest", "", "workspace root in the pod, absolute or relative to $HOME there (default: $HOME)")
 	cmd.Flags().IntVar(&s.Parallel, "parallel", 8, "repos pushed at once")
 	cmd.Flags().IntVar(&s.Attempts, "attempts", 3, "tries per repo before giving up on it")
-	cmd.Flags().StringVarP(&s.Output, "output", "o", "table", "output: table or json")
+	s.Output.AddFlags(cmd)
 	cmd.Flags().BoolVar(&s.WebSocket, "websocket", false, "try WebSocket before SPDY for exec (SPDY first is faster for bulk data)")
 	cmd.Flags().BoolVar(&s.NoClean, "no-clean", false, "leave working trees with changes in the pod as they are, and fail their repos (exit status 1), instead of resetting and cleaning them")
 	cmd.Flags().BoolVar(&s.Check, "check", false, "change nothing: compare the repos in the pod with --src (refs, HEAD, working tree, interrupted syncs) and exit 1 unless all are verified")
@@ -59,10 +60,8 @@ func (s *syncOptions) Validate() error {
 		return errors.New("--parallel and --attempts must be at least 1")
 	case s.StallTimeout <= 0:
 		return fmt.Errorf("--stall-timeout %v: want a positive duration", s.StallTimeout)
-	case s.Output != "table" && s.Output != "json":
-		return fmt.Errorf("--output %q: want table or json", s.Output)
 	}
-	return nil
+	return s.Output.Validate()
 }
 
 func newSyncCmd(o *rootOptions) *cobra.Command {
@@ -86,26 +85,15 @@ What an interrupted sync leaves in the pod is marked partial, reported by the
 next sync (which repairs it) and by --check, which only reads. Into a container
 without git, sync through the pod's git sidecar (--container git --dest <its
 mount path>). Progress goes to stderr on a terminal; the table to stdout.`,
+		PreRunE: validate(&so),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := so.Validate(); err != nil {
-				return err
-			}
-			var progress *syncProgress
-			if !so.Check && so.Output == "table" {
-				progress = newSyncProgress(o.Err, 0)
-			}
-			lo := *o
-			if progress != nil {
-				lo.Err = progress
-				defer progress.Finish()
-			}
-			log, err := lo.Logger()
-			if err != nil {
-				return err
-			}
+			progress := newSyncProgress(o.Progress(!so.Check && so.Output.Text()))
+			defer progress.Finish()
+			log := o.Log()
 			var (
 				ex     *podexec.Executor
 				target podexec.Target
+				err    error
 			)
 			if so.Pod == "" {
 				// NODE: a pod node of the launcher, reached with its own
@@ -115,38 +103,26 @@ mount path>). Progress goes to stderr on a terminal; the table to stdout.`,
 				}
 				node := args[0]
 				args = args[1:]
-				c, _, err := so.zk.connect(cmd.Context(), cmd, log)
-				if err != nil {
+				if err := so.zk.Validate(); err != nil {
 					return err
+				}
+				c, _, err := o.zookeeper(cmd, &so.zk)
+				if err != nil {
+					return oldContainerFlag(cmd, err)
 				}
 				defer c.Close()
-				a, err := nodeaccess.Resolve(cmd.Context(), c, node)
-				if errors.Is(err, zk.ErrNoNode) {
-					return &nodeadmin.UnknownNodeError{ID: node}
-				}
+				a, pod, err := nodeaccess.ResolvePod(cmd.Context(), c, node)
 				if err != nil {
-					return err
-				}
-				if target, err = a.Pod(); err != nil {
 					return err
 				}
 				if ex, err = podexec.New(a.RESTConfig); err != nil {
 					return err
 				}
-				// A pod with a git sidecar is synced through it, into the
-				// volume every container shares, unless told otherwise.
-				if kc := a.Connection; kc.GitContainer != "" {
-					if so.pod.Container == "" {
-						target.Container = kc.GitContainer
-					}
-					if so.Dest == "" {
-						so.Dest = kc.GitPath
-					}
-				}
-				if so.pod.Container != "" {
-					target.Container = so.pod.Container
-				}
+				target, so.Dest = a.GitTarget(pod, so.pod.Container, so.Dest)
 			} else {
+				if err := oldContainerFlag(cmd, nil); err != nil {
+					return err
+				}
 				var ns string
 				if ex, ns, err = so.pod.executor(); err != nil {
 					return err
@@ -183,7 +159,9 @@ mount path>). Progress goes to stderr on a terminal; the table to stdout.`,
 				progress.Finish()
 			}
 			if res != nil {
-				if perr := printSync(o.Out, so.Output, res, time.Since(start)); perr != nil {
+				d := time.Since(start)
+				perr := so.Output.Print(o.Out, res, func(w io.Writer) error { return printSync(w, res, d) })
+				if perr != nil {
 					return errors.Join(err, perr)
 				}
 			}
@@ -194,12 +172,26 @@ mount path>). Progress goes to stderr on a terminal; the table to stdout.`,
 	return cmd
 }
 
-func printSync(w io.Writer, format string, res *gitsync.Result, d time.Duration) error {
-	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+// oldContainerFlag turns err, or a -c given with --pod, into an error that
+// says -c is the launcher config now (kubepool sync took -c for the
+// container before).
+func oldContainerFlag(cmd *cobra.Command, err error) error {
+	if !cmd.Flags().Changed("config") {
+		return err
 	}
+	if err == nil {
+		if cmd.Flags().Changed("pod") {
+			return errors.New("-c/--config is the launcher config, which --pod does not read: for the container use --container (kubepool sync took -c for the container before)")
+		}
+		return nil
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w (-c/--config is the launcher config; for the container use --container: kubepool sync took -c for the container before)", err)
+	}
+	return err
+}
+
+func printSync(w io.Writer, res *gitsync.Result, d time.Duration) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPO\tHEAD\tREFS\tOBJECTS\tBYTES\tATTEMPTS\tSTATUS")
 	verified, partial := 0, 0

@@ -2,19 +2,17 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
+	"github.com/kubepool/kubepool/internal/cli/cliutil"
 	"github.com/kubepool/kubepool/internal/config"
+	"github.com/kubepool/kubepool/internal/nodeadmin"
 	"github.com/kubepool/kubepool/internal/zk"
 )
 
@@ -68,12 +66,14 @@ func (e *ZooKeeperUnreachableError) Unwrap() error { return e.Err }
 // loadConfig loads -c unless --zookeeper was given and -c was left at its
 // default; it returns nil then.
 func (z *zkOptions) loadConfig(cmd *cobra.Command) (*config.Config, error) {
-	if z.Servers != "" && !cmd.Flags().Changed("config") {
+	// --launcher-config: sync's deprecated name of -c.
+	given := cmd.Flags().Changed("config") || cmd.Flags().Changed("launcher-config")
+	if z.Servers != "" && !given {
 		return nil, nil
 	}
 	cfg, err := config.Load(z.File)
 	if err != nil {
-		if z.Servers == "" && !cmd.Flags().Changed("config") && errors.Is(err, os.ErrNotExist) {
+		if z.Servers == "" && !given && errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no ZooKeeper to talk to: pass --zookeeper host:port or -c with a launcher config (%w)", err)
 		}
 		return nil, err
@@ -81,78 +81,87 @@ func (z *zkOptions) loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	return cfg, nil
 }
 
-// connect connects to the ZooKeeper the flags name and returns the client
-// with the config, if one was read (for its labels).
-func (z *zkOptions) connect(ctx context.Context, cmd *cobra.Command, log *slog.Logger) (*zk.Client, *config.Config, error) {
-	if err := z.Validate(); err != nil {
-		return nil, nil, err
-	}
+// zookeeper is the one way the node commands reach ZooKeeper: it connects
+// to the ZooKeeper the flags name and returns the client with the config,
+// if one was read (for its labels and registries).
+func (o *rootOptions) zookeeper(cmd *cobra.Command, z *zkOptions) (*zk.Client, *config.Config, error) {
+	ctx := cmd.Context()
 	cfg, err := z.loadConfig(cmd)
 	if err != nil {
 		return nil, nil, err
 	}
-	servers, source := z.Servers, "--zookeeper"
+	log := o.Log()
 	host, _ := os.Hostname()
 	// Session chatter is for the launcher's log; a command shows it with
 	// --log-level debug and warnings always.
-	zlog := log
 	if !log.Enabled(ctx, slog.LevelDebug) {
-		zlog = slog.New(minLevel{log.Handler(), slog.LevelWarn})
+		log = slog.New(minLevel{log.Handler(), slog.LevelWarn})
 	}
-	opts := zk.Options{Logger: zlog, LockIdentifier: fmt.Sprintf("kubepool %s on %s (pid %d)", cmd.Name(), host, os.Getpid())}
+	opts := zk.Options{Logger: log, LockIdentifier: fmt.Sprintf("kubepool %s on %s (pid %d)", cmd.Name(), host, os.Getpid())}
+	servers, source := z.Servers, "--zookeeper"
 	if servers == "" {
 		if servers, err = configZooKeeper(cfg, &opts); err != nil {
 			return nil, nil, err
 		}
 		source = cfg.File
 	}
-	cctx, cancel := context.WithTimeout(ctx, z.Timeout)
-	defer cancel()
-	c, err := zk.Connect(cctx, servers, opts)
+	c, err := dialZooKeeper(ctx, servers, source, z.Timeout, opts)
 	if err != nil {
-		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return nil, nil, &ZooKeeperUnreachableError{Servers: servers, Source: source, Timeout: z.Timeout, Err: err}
-		}
 		return nil, nil, err
 	}
 	return c, cfg, nil
 }
 
-// outputOptions is -o table|json|yaml of the operator commands.
-type outputOptions struct{ Format string }
-
-func (p *outputOptions) AddFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&p.Format, "output", "o", "table", "output format: table, json or yaml")
-}
-
-func (p *outputOptions) Validate() error {
-	switch p.Format {
-	case "table", "json", "yaml":
-		return nil
+// admin connects to ZooKeeper and returns a nodeadmin.Admin on it and the
+// function that closes the connection.
+func (o *rootOptions) admin(cmd *cobra.Command, z *zkOptions) (*nodeadmin.Admin, func(), error) {
+	c, _, err := o.zookeeper(cmd, z)
+	if err != nil {
+		return nil, nil, err
 	}
-	return fmt.Errorf("-o %q: want table, json or yaml", p.Format)
+	return &nodeadmin.Admin{ZK: c}, c.Close, nil
 }
 
-// print writes v as JSON or YAML (with the JSON member names), or calls
-// table with a tabwriter for -o table.
-func (p *outputOptions) print(w io.Writer, v any, table func(w io.Writer)) error {
-	switch p.Format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case "yaml":
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return fmt.Errorf("encoding YAML: %w", err)
+// dialZooKeeper connects to servers (named by source: "--zookeeper" or a
+// config file), giving up after timeout with a *ZooKeeperUnreachableError.
+func dialZooKeeper(ctx context.Context, servers, source string, timeout time.Duration, opts zk.Options) (*zk.Client, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := zk.Connect(cctx, servers, opts)
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, &ZooKeeperUnreachableError{Servers: servers, Source: source, Timeout: timeout, Err: err}
 		}
-		_, err = w.Write(b)
-		return err
-	default:
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		table(tw)
-		return tw.Flush()
+		return nil, fmt.Errorf("connecting to ZooKeeper %s: %w", servers, err)
 	}
+	return c, nil
+}
+
+// opsOptions are the flags of the operator commands that read ZooKeeper
+// and print: which ZooKeeper, and -o.
+type opsOptions struct {
+	zkOptions
+	cliutil.Output
+}
+
+// newOpsOptions returns opsOptions whose -o name prints identifiers.
+func newOpsOptions() *opsOptions { return &opsOptions{Output: cliutil.Output{Names: true}} }
+
+func (o *opsOptions) AddFlags(cmd *cobra.Command) {
+	o.zkOptions.AddFlags(cmd)
+	o.Output.AddFlags(cmd)
+}
+
+func (o *opsOptions) Validate() error {
+	if err := o.Output.Validate(); err != nil {
+		return err
+	}
+	return o.zkOptions.Validate()
+}
+
+// validate is a PreRunE that validates v.
+func validate(v interface{ Validate() error }) func(*cobra.Command, []string) error {
+	return func(*cobra.Command, []string) error { return v.Validate() }
 }
 
 // humanAge renders seconds as 42s, 3m12s, 5h02m, 3d04h.

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -103,8 +104,10 @@ func (c *Client) Discover(ctx context.Context, images []Image, opts DiscoverOpti
 			return &remote.Descriptor{Descriptor: *d}, nil
 		})
 	}
+	var resolved atomic.Int64
 	one := func(ctx context.Context, i int) error {
 		res, err := c.discoverOne(ctx, images[i], opts, h, heads[i])
+		defer func() { c.progress("resolving", int(resolved.Add(1)), len(images)) }()
 		var drop *dropError
 		switch {
 		case errors.As(err, &drop):

@@ -103,7 +103,7 @@ func (c *Client) Copy(ctx context.Context, uploads []Upload, opts CopyOptions) (
 		}
 	}
 
-	err = c.each(ctx, len(steps), func(ctx context.Context, i int) error {
+	err = c.each(ctx, "copying", len(steps), func(ctx context.Context, i int) error {
 		s := &steps[i]
 		if s.Action == ActionUnchanged {
 			return nil

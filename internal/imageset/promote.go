@@ -280,7 +280,7 @@ func (c *Client) check(ctx context.Context, targets []checkTarget) ([]PromoteSte
 		mu      sync.Mutex
 		missing []string
 	)
-	err := c.each(ctx, len(targets), func(ctx context.Context, i int) error {
+	err := c.each(ctx, "checking", len(targets), func(ctx context.Context, i int) error {
 		t := targets[i]
 		s := &steps[i]
 		s.Source, s.Target = t.src.String(), t.tgt.String()
@@ -350,7 +350,7 @@ func (c *Client) probeDeletion(ctx context.Context, res *PromoteResult) error {
 // stand.
 func (c *Client) journalStatus(ctx context.Context, j *Journal, path string) (*PromoteResult, error) {
 	res := &PromoteResult{Journal: path, Resumed: true, Steps: make([]PromoteStep, len(j.Entries))}
-	err := c.each(ctx, len(j.Entries), func(ctx context.Context, i int) error {
+	err := c.each(ctx, "checking", len(j.Entries), func(ctx context.Context, i int) error {
 		e := j.Entries[i]
 		s := stepOf(e)
 		tgt, err := name.NewTag(e.Target, c.nameOpts...)
@@ -424,7 +424,7 @@ func (c *Client) apply(ctx context.Context, j *Journal, path string, known map[s
 		order atomic.Int64
 		first = make([]int64, len(j.Entries))
 	)
-	_ = c.each(ctx, len(j.Entries), func(ctx context.Context, i int) error {
+	_ = c.each(ctx, "writing", len(j.Entries), func(ctx context.Context, i int) error {
 		e := j.Entries[i]
 		res.Steps[i] = stepOf(e)
 		s := &res.Steps[i]
@@ -599,7 +599,7 @@ func (c *Client) rollbackEntries(ctx context.Context, entries []JournalEntry) (*
 		err  error
 	}
 	outs := make([]outcome, len(j.Entries))
-	_ = c.each(ctx, len(j.Entries), func(ctx context.Context, i int) error {
+	_ = c.each(ctx, "rolling back", len(j.Entries), func(ctx context.Context, i int) error {
 		e := j.Entries[i]
 		o := &outs[i]
 		tgt, err := name.NewTag(e.Target, c.nameOpts...)
@@ -696,11 +696,31 @@ func (c *Client) restoreTag(ctx context.Context, tag name.Tag, digest string) er
 
 // each runs f for 0..n-1 with at most Jobs at a time; the first error
 // cancels the rest.
-func (c *Client) each(ctx context.Context, n int, f func(context.Context, int) error) error {
+// each runs f for 0..n-1, Jobs at once, and tells OnProgress of each one
+// done under phase.
+func (c *Client) each(ctx context.Context, phase string, n int, f func(context.Context, int) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Jobs)
+	var done atomic.Int64
 	for i := 0; i < n; i++ {
-		g.Go(func() error { return f(gctx, i) })
+		g.Go(func() error {
+			err := f(gctx, i)
+			c.progress(phase, int(done.Add(1)), n)
+			return err
+		})
 	}
 	return g.Wait()
+}
+
+// Progress is how far a registry operation is: Done of Total images in
+// Phase ("checking", "copying", "writing", ...).
+type Progress struct {
+	Phase       string
+	Done, Total int
+}
+
+func (c *Client) progress(phase string, done, total int) {
+	if c.opts.OnProgress != nil {
+		c.opts.OnProgress(Progress{Phase: phase, Done: done, Total: total})
+	}
 }

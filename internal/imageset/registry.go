@@ -59,6 +59,9 @@ type RegistryOptions struct {
 	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Logger receives debug records; nil logs nothing.
 	Logger *slog.Logger
+	// OnProgress, if set, is told of each image done in each phase of
+	// discover, promote, rollback and copy (from several goroutines).
+	OnProgress func(Progress)
 }
 
 // Stats counts what a [Client] sent.

@@ -2,62 +2,70 @@ package launcher
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"slices"
-	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kubepool/kubepool/internal/nodeadmin"
 	"github.com/kubepool/kubepool/internal/zk"
 )
 
-// Nodes returns every node, as rows of Nodepool's webapp /node-list.
+// The web endpoints show the read model of package nodeadmin, the one
+// `kubepool list`, `request-list` and `label-list` print: the same rows,
+// field for field, for the same ZooKeeper state. The launcher answers from
+// its watch caches; only the nodes' lock state is read per request (the
+// cache does not watch locks).
+
+// lockReads bounds the lock reads of one /node-list in flight at once.
+const lockReads = 64
+
+// Nodes returns every node, as rows of Nodepool's webapp /node-list (those
+// of `kubepool list -o json`).
 func (l *Launcher) Nodes(ctx context.Context) ([]map[string]any, error) {
-	nodes, err := l.zk.ListNodes(ctx)
+	_, cache, err := l.caches()
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	rows := make([]map[string]any, 0, len(nodes))
-	for _, n := range nodes {
-		locked := "unlocked"
-		if n.Locked {
-			locked = "locked"
-		}
-		rows = append(rows, map[string]any{
-			"id": n.ID, "provider": n.Provider, "pool": n.Pool, "label": strings.Join(n.Type, ","), "labels": n.Type,
-			"state": n.State, "age": ageSeconds(now, n.StateTime), "locked": locked,
-			"external_id": n.ExternalID, "interface_ip": n.InterfaceIP, "hostname": n.Hostname,
-			"connection_type": n.ConnectionType, "allocated_to": n.AllocatedTo, "launcher": n.Launcher,
-			"hold_job": n.HoldJob, "comment": n.Comment,
+	cached := cache.Snapshot()
+	nodes := make([]*zk.Node, len(cached))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(lockReads)
+	for i, n := range cached {
+		g.Go(func() error {
+			cp := *n // the cache's record: not to be changed
+			h, err := l.zk.NodeLockHolder(gctx, n.ID)
+			if err != nil {
+				return fmt.Errorf("reading the lock of node %s: %w", n.ID, err)
+			}
+			cp.LockHolder, cp.Locked = h, h != nil
+			nodes[i] = &cp
+			return nil
 		})
 	}
-	return rows, nil
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return rowMaps(nodeadmin.NodeRows(nodes, time.Now()))
 }
 
-// Requests returns every request, as rows of Nodepool's webapp /request-list.
+// Requests returns every request, as rows of Nodepool's webapp
+// /request-list (those of `kubepool request-list -o json`).
 func (l *Launcher) Requests(ctx context.Context) ([]map[string]any, error) {
-	reqs, err := l.zk.ListRequests(ctx)
+	cache, _, err := l.caches()
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	rows := make([]map[string]any, 0, len(reqs))
-	for _, r := range reqs {
-		rows = append(rows, map[string]any{
-			"id": r.ID, "relative_priority": r.RelativePriority, "state": r.State, "state_time": r.StateTime,
-			"node_types": r.NodeTypes, "nodes": r.Nodes, "declined_by": r.DeclinedBy, "requestor": r.Requestor,
-			"provider": r.Provider, "event_id": r.EventID, "age": ageSeconds(now, r.CreatedTime),
-		})
-	}
-	return rows, nil
+	return rowMaps(nodeadmin.RequestRows(cache.Snapshot(), time.Now()))
 }
 
-// Labels returns every configured label with its ready count, min-ready and
-// the launchers' pools that serve it.
+// Labels returns every label the config has or a registered pool serves,
+// with its ready count, min-ready and the pools that serve it (the rows of
+// `kubepool label-list -c <this config> -o json`).
 func (l *Launcher) Labels(ctx context.Context) ([]map[string]any, error) {
-	nodes, err := l.zk.ListNodes(ctx)
+	_, nodes, err := l.caches()
 	if err != nil {
 		return nil, err
 	}
@@ -65,24 +73,35 @@ func (l *Launcher) Labels(ctx context.Context) ([]map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows := make([]map[string]any, 0, len(l.cfg.Labels))
+	configured := map[string]int{}
 	for _, lb := range l.cfg.Labels {
-		ready := 0
-		for _, n := range nodes {
-			if typeIs(n, lb.Name) && n.State == zk.NodeReady && n.AllocatedTo == "" {
-				ready++
-			}
-		}
-		var served []string
-		for _, p := range pools {
-			if slices.Contains(p.SupportedLabels, lb.Name) {
-				served = append(served, p.ProviderName+"/"+p.Name+"@"+p.Hostname)
-			}
-		}
-		slices.Sort(served)
-		rows = append(rows, map[string]any{"name": lb.Name, "ready": ready, "min_ready": lb.MinReady, "launchers": slices.Compact(served)})
+		configured[lb.Name] = lb.MinReady
 	}
-	return rows, nil
+	return rowMaps(nodeadmin.LabelRows(nodes.Snapshot(), pools, configured))
+}
+
+// caches returns the launcher's watch caches of requests and nodes, which
+// exist once it runs.
+func (l *Launcher) caches() (*zk.Cache[zk.Request], *zk.Cache[zk.Node], error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.ready {
+		return nil, nil, errors.New("launcher not running yet: no nodes and requests cached")
+	}
+	return l.requests, l.nodes, nil
+}
+
+// rowMaps turns rows into the JSON objects they encode to.
+func rowMaps[T any](rows []T) ([]map[string]any, error) {
+	b, err := json.Marshal(rows)
+	if err != nil {
+		return nil, fmt.Errorf("encoding rows: %w", err)
+	}
+	out := []map[string]any{}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("decoding rows: %w", err)
+	}
+	return out, nil
 }
 
 // Ready reports whether the launcher is serving: registered, connected,
@@ -104,11 +123,4 @@ func (l *Launcher) Ready(ctx context.Context) error {
 		return errors.New("ZooKeeper " + st.String())
 	}
 	return nil
-}
-
-func ageSeconds(now time.Time, ts float64) int64 {
-	if ts <= 0 {
-		return 0
-	}
-	return int64(math.Max(0, now.Sub(zk.TimeOf(ts)).Seconds()))
 }

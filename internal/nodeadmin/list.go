@@ -80,12 +80,18 @@ func (a *Admin) Nodes(ctx context.Context) ([]NodeRow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing nodes: %w", err)
 	}
-	now := time.Now()
+	return NodeRows(nodes, time.Now()), nil
+}
+
+// NodeRows are the rows of nodes (with their lock state) as of now, in
+// the order given: the one read model of nodes, which `kubepool list` and
+// the launcher's /node-list both show.
+func NodeRows(nodes []*zk.Node, now time.Time) []NodeRow {
 	rows := make([]NodeRow, len(nodes))
 	for i, n := range nodes {
 		rows[i] = NewNodeRow(n, now)
 	}
-	return rows, nil
+	return rows
 }
 
 // NodeInfo is everything about one node: its record as Nodepool writes it,
@@ -151,7 +157,15 @@ func (a *Admin) Requests(ctx context.Context) ([]RequestRow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing requests: %w", err)
 	}
-	now := time.Now()
+	return RequestRows(reqs, time.Now()), nil
+}
+
+// RequestRows are the rows of reqs as of now, in the order launchers take
+// them (as `kubepool request-list` and the launcher's /request-list show
+// them).
+func RequestRows(reqs []*zk.Request, now time.Time) []RequestRow {
+	reqs = slices.Clone(reqs)
+	slices.SortStableFunc(reqs, zk.CompareRequests)
 	rows := make([]RequestRow, len(reqs))
 	for i, r := range reqs {
 		bs, _ := r.RequestorData["build_set_uuid"].(string)
@@ -161,7 +175,7 @@ func (a *Admin) Requests(ctx context.Context) ([]RequestRow, error) {
 			Requestor: r.Requestor, Provider: r.Provider, EventID: r.EventID, BuildSet: bs, Age: age(now, r.CreatedTime),
 		}
 	}
-	return rows, nil
+	return rows
 }
 
 // LabelRow is a label as `kubepool label-list` shows it: the launchers'
@@ -189,6 +203,14 @@ func (a *Admin) Labels(ctx context.Context, configured map[string]int) ([]LabelR
 	if err != nil {
 		return nil, fmt.Errorf("listing pools: %w", err)
 	}
+	return LabelRows(nodes, pools, configured), nil
+}
+
+// LabelRows are the labels that pools serve together with configured
+// (label name to min-ready; nil if no config is at hand), by name, with
+// their ready, unallocated nodes (as `kubepool label-list` and the
+// launcher's /label-list show them).
+func LabelRows(nodes []*zk.Node, pools []*zk.Component, configured map[string]int) []LabelRow {
 	rows := map[string]*LabelRow{}
 	row := func(name string) *LabelRow {
 		if rows[name] == nil {
@@ -219,7 +241,7 @@ func (a *Admin) Labels(ctx context.Context, configured map[string]int) ([]LabelR
 		out = append(out, *r)
 	}
 	slices.SortFunc(out, func(a, b LabelRow) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	return out
 }
 
 func age(now time.Time, ts float64) int64 {

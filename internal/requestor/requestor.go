@@ -99,6 +99,10 @@ type Spec struct {
 	// OnSubmit, if set, is called with the request id once it is
 	// submitted, before the wait.
 	OnSubmit func(id string)
+	// OnUpdate, if set, is called with the request each time it is read
+	// while waiting for it (state, declined_by, nodes so far): for
+	// progress.
+	OnUpdate func(*zk.Request)
 }
 
 // Result is a fulfilled request.
@@ -132,7 +136,7 @@ func Request(ctx context.Context, c *zk.Client, spec Spec) (*Result, error) {
 	if spec.OnSubmit != nil {
 		spec.OnSubmit(r.ID)
 	}
-	done, err := wait(ctx, c, r.ID)
+	done, err := wait(ctx, c, r.ID, spec.OnUpdate)
 	if err != nil {
 		cancelRequest(ctx, c, r.ID)
 		return nil, err
@@ -211,7 +215,7 @@ func checkServed(ctx context.Context, c *zk.Client, labels []string) error {
 }
 
 // wait watches request id until it is fulfilled or failed.
-func wait(ctx context.Context, c *zk.Client, id string) (*zk.Request, error) {
+func wait(ctx context.Context, c *zk.Client, id string, onUpdate func(*zk.Request)) (*zk.Request, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	changed := c.WatchRequests(wctx)
@@ -225,6 +229,9 @@ func wait(ctx context.Context, c *zk.Client, id string) (*zk.Request, error) {
 			return nil, fmt.Errorf("waiting for request %s: %w", id, err)
 		case err == nil:
 			last = r
+			if onUpdate != nil {
+				onUpdate(r)
+			}
 			if r.State == zk.RequestFulfilled || r.State == zk.RequestFailed {
 				return r, nil
 			}

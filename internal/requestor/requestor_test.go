@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kubepool/kubepool/internal/nodeadmin"
 	"github.com/kubepool/kubepool/internal/requestor"
+	"github.com/kubepool/kubepool/internal/requestor/requestortest"
 	"github.com/kubepool/kubepool/internal/testenv"
 	"github.com/kubepool/kubepool/internal/zk"
 )
@@ -26,114 +26,10 @@ func connect(t *testing.T, servers string) *zk.Client {
 	return c
 }
 
-// standIn is a launcher in miniature, on its own ZooKeeper session: it
-// serves "pod" (a ready node allocated to the request), fails "broken",
-// allocates "stolen" to another request, leaves "slow" waiting, and
-// deletes used nodes. It records the requests it saw.
-type standIn struct {
-	mu   sync.Mutex
-	seen map[string]*zk.Request
-}
-
-func startStandIn(t *testing.T, servers string) *standIn {
-	t.Helper()
-	c := connect(t, servers)
-	ctx, cancel := context.WithCancel(context.Background())
-	if _, err := c.Register(ctx, zk.Component{Kind: zk.KindPool, Hostname: "stand-in", ID: "stand-in-pool", Name: "main", ProviderName: "dev",
-		SupportedLabels: []string{"pod", "broken", "stolen", "slow"}}); err != nil {
-		t.Fatal(err)
-	}
-	s := &standIn{seen: map[string]*zk.Request{}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		reqs, nodes := c.WatchRequests(ctx), c.WatchNodes(ctx)
-		for {
-			s.serve(ctx, t, c)
-			select {
-			case <-reqs:
-			case <-nodes:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return s
-}
-
-func (s *standIn) serve(ctx context.Context, t *testing.T, c *zk.Client) {
-	rs, _ := c.ListRequests(ctx)
-	for _, r := range rs {
-		if r.State != zk.RequestRequested {
-			continue
-		}
-		lock, r, err := c.TryLockRequest(ctx, r.ID)
-		if err != nil {
-			continue
-		}
-		s.mu.Lock()
-		s.seen[r.ID] = r
-		s.mu.Unlock()
-		var ids []string
-		fail := false
-		for _, label := range r.NodeTypes {
-			if label == "broken" {
-				fail = true
-			}
-			if label == "broken" || label == "slow" {
-				continue
-			}
-			n := &zk.Node{Provider: "dev", Pool: "main", Type: []string{label}, AllocatedTo: r.ID, ConnectionType: zk.ConnectionKubectl, ExternalID: "ns", InterfaceIP: "pod"}
-			if label == "stolen" {
-				n.AllocatedTo = "100-0000009999"
-			}
-			n.SetState(zk.NodeReady)
-			if err := c.CreateNode(ctx, n); err != nil {
-				t.Errorf("stand-in: %v", err)
-			}
-			ids = append(ids, n.ID)
-		}
-		switch {
-		case containsLabel(r, "slow"):
-			_ = c.MarkPending(ctx, r)
-		case fail:
-			_ = c.Fail(ctx, r)
-		default:
-			_ = c.Fulfil(ctx, r, ids)
-		}
-		_ = lock.Release(ctx)
-	}
-	ns, _ := c.ListNodes(ctx)
-	for _, n := range ns {
-		if n.State == zk.NodeUsed && !n.Locked {
-			if l, n, err := c.TryLockNode(ctx, n.ID); err == nil {
-				_ = c.DeleteNode(ctx, n)
-				_ = l.Release(ctx)
-			}
-		}
-	}
-}
-
-func containsLabel(r *zk.Request, l string) bool {
-	for _, x := range r.NodeTypes {
-		if x == l {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *standIn) request(id string) *zk.Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.seen[id]
-}
-
 func TestRequestAndReturn(t *testing.T) {
 	servers := testenv.ZooKeeper(t)
 	c := connect(t, servers)
-	s := startStandIn(t, servers)
+	s := requestortest.Start(t, servers)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 
@@ -148,7 +44,7 @@ func TestRequestAndReturn(t *testing.T) {
 	if submitted != res.Request || !strings.HasPrefix(res.Request, "100-") || res.BuildSet != "bs-1" || len(res.Nodes) != 2 {
 		t.Fatalf("Request = %+v (submitted %s), want request 100-..., build set bs-1, 2 nodes", res, submitted)
 	}
-	r := s.request(res.Request)
+	r := s.Request(res.Request)
 	if r.Requestor != "tester" || r.Provider != "dev" || r.RequestorData["build_set_uuid"] != "bs-1" || r.RequestorData["job_name"] != "kubepool-request" {
 		t.Errorf("request as the launcher saw it = requestor %q provider %q data %v", r.Requestor, r.Provider, r.RequestorData)
 	}
@@ -180,7 +76,7 @@ func TestRequestAndReturn(t *testing.T) {
 func TestRequestFailures(t *testing.T) {
 	servers := testenv.ZooKeeper(t)
 	c := connect(t, servers)
-	startStandIn(t, servers)
+	requestortest.Start(t, servers)
 	ctx := t.Context()
 
 	requests := func() []*zk.Request {

@@ -38,7 +38,7 @@ func TestWritesOwedAcrossOutage(t *testing.T) {
 	var cut testenv.Cutter
 	c := connect(t, servers, zk.Options{SessionTimeout: 30 * time.Second, Dialer: cut.Dial})
 	_, session := c.State()
-	reqID := z.submit([]string{"pod"}, 100, nil)
+	reqID := z.Submit([]string{"pod"}, 100, nil)
 	lock, r, err := c.TryLockRequest(ctx, reqID)
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func TestWritesOwedAcrossOutage(t *testing.T) {
 	if _, sid := c.State(); sid != session {
 		t.Fatalf("session %#x after the outage, want %#x kept", sid, session)
 	}
-	if d := z.getJSON("/nodepool/requests/" + reqID); d["state"] != zk.RequestFulfilled {
+	if d := z.Read("/nodepool/requests/" + reqID); d["state"] != zk.RequestFulfilled {
 		t.Errorf("request state = %v, want fulfilled", d["state"])
 	}
 	if got, err := c.GetNode(ctx, n.ID); err != nil || got.State != zk.NodeReady {
@@ -88,12 +88,12 @@ func TestOwedWriteEndsWithSession(t *testing.T) {
 	z := newZuul(t, servers)
 	var cut testenv.Cutter
 	c := connect(t, servers, zk.Options{SessionTimeout: 2 * time.Second, Dialer: cut.Dial})
-	reqID := z.submit([]string{"pod"}, 100, nil)
+	reqID := z.Submit([]string{"pod"}, 100, nil)
 	lock, r, err := c.TryLockRequest(ctx, reqID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok, _, gone, err := z.conn.ExistsW(z.p(lock.Path()))
+	ok, _, gone, err := z.Conn.ExistsW(z.P(lock.Path()))
 	if err != nil || !ok {
 		t.Fatalf("lock contender exists = %v, %v", ok, err)
 	}
@@ -110,7 +110,7 @@ func TestOwedWriteEndsWithSession(t *testing.T) {
 	if err := <-done; !errors.Is(err, zk.ErrSessionLost) {
 		t.Errorf("MarkPending across a session expiry = %v, want ErrSessionLost", err)
 	}
-	if d := z.getJSON("/nodepool/requests/" + reqID); d["state"] != zk.RequestRequested {
+	if d := z.Read("/nodepool/requests/" + reqID); d["state"] != zk.RequestRequested {
 		t.Errorf("request state = %v, want requested (the write was not made)", d["state"])
 	}
 	if err := lock.Release(ctx); err != nil {

@@ -2,13 +2,8 @@ package zk_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +13,7 @@ import (
 
 	"github.com/kubepool/kubepool/internal/testenv"
 	"github.com/kubepool/kubepool/internal/zk"
+	"github.com/kubepool/kubepool/internal/zuultest"
 )
 
 // testLogger sends the client's logs to the test log when -v.
@@ -50,139 +46,12 @@ func connect(t testing.TB, servers string, opts zk.Options) *zk.Client {
 	return c
 }
 
-// zuul plays Zuul with raw go-zookeeper calls, exactly as
-// test/e2e/zuul_test.go does (which follows zuul/zk/nodepool.py), with the
-// test's chroot put in front of every path.
-type zuul struct {
-	t      testing.TB
-	conn   *gozk.Conn
-	chroot string
-}
+// zuul plays Zuul with raw go-zookeeper calls (internal/zuultest, the
+// stand-in the e2e tests use too), with the test's chroot put in front of
+// every path.
+type zuul = zuultest.Zuul
 
-func newZuul(t testing.TB, servers string) *zuul {
-	t.Helper()
-	hosts, chroot, err := zk.ParseServers(servers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, events, err := gozk.Connect(hosts, 10*time.Second, gozk.WithLogInfo(false), gozk.WithLogger(quiet{}))
-	if err != nil {
-		t.Fatalf("zuul: connecting to ZooKeeper %s: %v", servers, err)
-	}
-	t.Cleanup(conn.Close)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for conn.State() != gozk.StateHasSession {
-		select {
-		case <-events:
-		case <-ctx.Done():
-			t.Fatalf("zuul: waiting for a session: %v", ctx.Err())
-		}
-	}
-	return &zuul{t: t, conn: conn, chroot: chroot}
-}
-
-type quiet struct{}
-
-func (quiet) Printf(string, ...any) {}
-
-func (z *zuul) p(path string) string { return z.chroot + path }
-
-// submit writes a node request as Zuul's submitNodeRequest does.
-func (z *zuul) submit(labels []string, priority int, extra map[string]any) string {
-	z.t.Helper()
-	now := float64(time.Now().UnixNano()) / 1e9
-	d := map[string]any{
-		"node_types":        labels,
-		"requestor":         "zuul-test-scheduler",
-		"created_time":      now,
-		"provider":          nil,
-		"state":             "requested",
-		"state_time":        now,
-		"relative_priority": 0,
-		"event_id":          "e2e-" + randHex(4),
-		"tenant_name":       "example-tenant",
-		"requestor_data": map[string]any{
-			"build_set_uuid": randHex(16),
-			"tenant_name":    "example-tenant",
-			"pipeline_name":  "check",
-			"job_name":       "e2e-job",
-			"job_uuid":       randHex(16),
-		},
-		"nodes":       []string{},
-		"declined_by": []string{},
-		"reuse":       true,
-	}
-	for k, v := range extra {
-		d[k] = v
-	}
-	data, _ := json.Marshal(d)
-	z.mkdirs("/nodepool/requests")
-	path, err := z.conn.Create(fmt.Sprintf("%s/%03d-", z.p("/nodepool/requests"), priority), data, gozk.FlagSequence, gozk.WorldACL(gozk.PermAll))
-	if err != nil {
-		z.t.Fatalf("zuul: submitting request: %v", err)
-	}
-	return path[strings.LastIndex(path, "/")+1:]
-}
-
-func (z *zuul) mkdirs(p string) {
-	cur := z.chroot
-	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
-		cur += "/" + part
-		if _, err := z.conn.Create(cur, nil, 0, gozk.WorldACL(gozk.PermAll)); err != nil && !errors.Is(err, gozk.ErrNodeExists) {
-			z.t.Fatalf("zuul: creating %s: %v", cur, err)
-		}
-	}
-}
-
-func (z *zuul) getJSON(path string) map[string]any {
-	z.t.Helper()
-	data, _, err := z.conn.Get(z.p(path))
-	if err != nil {
-		z.t.Fatalf("zuul: reading %s: %v", path, err)
-	}
-	var d map[string]any
-	if err := json.Unmarshal(data, &d); err != nil {
-		z.t.Fatalf("zuul: decoding %s: %v", path, err)
-	}
-	return d
-}
-
-func (z *zuul) setJSON(path string, d map[string]any) {
-	z.t.Helper()
-	data, _ := json.Marshal(d)
-	if _, err := z.conn.Set(z.p(path), data, -1); err != nil {
-		z.t.Fatalf("zuul: storing %s: %v", path, err)
-	}
-}
-
-// lock takes a kazoo-recipe lock without blocking, as zuul_test.go does.
-func (z *zuul) lock(lockPath string) (func(), bool) {
-	z.t.Helper()
-	z.mkdirs(lockPath)
-	me, err := z.conn.Create(z.p(lockPath)+"/"+randHex(16)+"__lock__", nil, gozk.FlagEphemeral|gozk.FlagSequence, gozk.WorldACL(gozk.PermAll))
-	if err != nil {
-		z.t.Fatalf("zuul: creating lock contender under %s: %v", lockPath, err)
-	}
-	children, _, err := z.conn.Children(z.p(lockPath))
-	if err != nil {
-		z.t.Fatalf("zuul: listing %s: %v", lockPath, err)
-	}
-	seq := func(n string) string { return n[strings.LastIndex(n, "__lock__")+len("__lock__"):] }
-	sort.Slice(children, func(i, j int) bool { return seq(children[i]) < seq(children[j]) })
-	release := func() { _ = z.conn.Delete(me, -1) }
-	if z.p(lockPath)+"/"+children[0] != me {
-		release()
-		return nil, false
-	}
-	return release, true
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func newZuul(t testing.TB, servers string) *zuul { return zuultest.New(t, servers) }
 
 func deadline(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -200,8 +69,8 @@ func TestZuulRequestLifecycle(t *testing.T) {
 	z := newZuul(t, servers)
 	c := connect(t, servers, zk.Options{LockIdentifier: "launcher-1"})
 
-	reqID := z.submit([]string{"pod-fedora"}, 100, map[string]any{"zuul_future_field": map[string]any{"x": 1}})
-	before := z.getJSON("/nodepool/requests/" + reqID)
+	reqID := z.Submit([]string{"pod-fedora"}, 100, map[string]any{"zuul_future_field": map[string]any{"x": 1}})
+	before := z.Read("/nodepool/requests/" + reqID)
 
 	reqs, err := c.ListRequests(ctx)
 	if err != nil {
@@ -261,7 +130,7 @@ func TestZuulRequestLifecycle(t *testing.T) {
 	}
 
 	// What Zuul reads back.
-	after := z.getJSON("/nodepool/requests/" + reqID)
+	after := z.Read("/nodepool/requests/" + reqID)
 	for _, k := range []string{"requestor_data", "requestor", "node_types", "provider", "event_id", "created_time", "tenant_name", "zuul_future_field", "relative_priority"} {
 		if diff := cmp.Diff(before[k], after[k]); diff != "" {
 			t.Errorf("request member %q changed (-before +after):\n%s", k, diff)
@@ -278,11 +147,11 @@ func TestZuulRequestLifecycle(t *testing.T) {
 	}
 
 	// Zuul accepts the nodes.
-	unlock, ok := z.lock("/nodepool/nodes/" + n.ID + "/lock")
+	unlock, ok := z.Lock("/nodepool/nodes/"+n.ID+"/lock", 0)
 	if !ok {
 		t.Fatalf("zuul: node %s is locked by someone else", n.ID)
 	}
-	nd := z.getJSON("/nodepool/nodes/" + n.ID)
+	nd := z.Read("/nodepool/nodes/" + n.ID)
 	if nd["allocated_to"] != reqID {
 		t.Fatalf("node allocated_to = %v, want %s", nd["allocated_to"], reqID)
 	}
@@ -293,20 +162,20 @@ func TestZuulRequestLifecycle(t *testing.T) {
 	if nd["connection_type"] != "kubectl" || nd["interface_ip"] != "pod-fedora" || nd["state"] != "ready" {
 		t.Errorf("node = %v, want a ready kubectl node for pod-fedora", nd)
 	}
-	if err := z.conn.Delete(z.p("/nodepool/requests/"+reqID), -1); err != nil {
+	if err := z.Conn.Delete(z.P("/nodepool/requests/"+reqID), -1); err != nil {
 		t.Fatalf("zuul: deleting request: %v", err)
 	}
 	nd["state"] = "in-use"
 	nd["id"] = n.ID // Zuul's Node.toDict writes its id
-	z.setJSON("/nodepool/nodes/"+n.ID, nd)
+	z.SetJSON("/nodepool/nodes/"+n.ID, nd)
 
 	// The launcher sees the node in use and locked by Zuul.
 	got, err := c.GetNode(ctx, n.ID)
 	if err != nil {
 		t.Fatalf("GetNode() = %v", err)
 	}
-	if got.State != zk.NodeInUse || !got.Locked || got.LockHolder == nil || got.LockHolder.SessionID != z.conn.SessionID() {
-		t.Errorf("GetNode() = state %q, locked %v, holder %+v; want in-use, locked by zuul's session %#x", got.State, got.Locked, got.LockHolder, z.conn.SessionID())
+	if got.State != zk.NodeInUse || !got.Locked || got.LockHolder == nil || got.LockHolder.SessionID != z.Conn.SessionID() {
+		t.Errorf("GetNode() = state %q, locked %v, holder %+v; want in-use, locked by zuul's session %#x", got.State, got.Locked, got.LockHolder, z.Conn.SessionID())
 	}
 	if _, _, err := c.TryLockNode(ctx, n.ID); !errors.Is(err, zk.ErrLocked) {
 		t.Errorf("TryLockNode() of Zuul's node = %v, want ErrLocked", err)
@@ -317,7 +186,7 @@ func TestZuulRequestLifecycle(t *testing.T) {
 
 	// Zuul returns the node; the launcher, waiting on the lock, gets it.
 	nd["state"] = "used"
-	z.setJSON("/nodepool/nodes/"+n.ID, nd)
+	z.SetJSON("/nodepool/nodes/"+n.ID, nd)
 	type result struct {
 		lock *zk.Lock
 		node *zk.Node
@@ -342,7 +211,7 @@ func TestZuulRequestLifecycle(t *testing.T) {
 	if err := c.DeleteNode(ctx, r.node); err != nil {
 		t.Fatalf("DeleteNode() = %v", err)
 	}
-	if ok, _, err := z.conn.Exists(z.p("/nodepool/nodes/" + n.ID)); err != nil || ok {
+	if ok, _, err := z.Conn.Exists(z.P("/nodepool/nodes/" + n.ID)); err != nil || ok {
 		t.Errorf("node znode exists = %v, %v after DeleteNode; want gone", ok, err)
 	}
 	if held, err := r.lock.Held(ctx); err != nil || held {
@@ -357,9 +226,9 @@ func TestLockInterop(t *testing.T) {
 	ctx := deadline(t)
 	z := newZuul(t, servers)
 	c := connect(t, servers, zk.Options{LockIdentifier: "kubepool-test"})
-	reqID := z.submit([]string{"x"}, 100, nil)
+	reqID := z.Submit([]string{"x"}, 100, nil)
 
-	unlock, ok := z.lock("/nodepool/requests-lock/" + reqID)
+	unlock, ok := z.Lock("/nodepool/requests-lock/"+reqID, 0)
 	if !ok {
 		t.Fatal("zuul: could not take a free lock")
 	}
@@ -368,11 +237,11 @@ func TestLockInterop(t *testing.T) {
 	if !errors.As(err, &le) || !errors.Is(err, zk.ErrLocked) {
 		t.Fatalf("TryLockRequest() = %v, want a *LockedError", err)
 	}
-	if le.Holder == nil || le.Holder.SessionID != z.conn.SessionID() {
-		t.Errorf("LockedError.Holder = %+v, want Zuul's session %#x", le.Holder, z.conn.SessionID())
+	if le.Holder == nil || le.Holder.SessionID != z.Conn.SessionID() {
+		t.Errorf("LockedError.Holder = %+v, want Zuul's session %#x", le.Holder, z.Conn.SessionID())
 	}
 	// A failed try leaves no contender behind.
-	if ch, _, err := z.conn.Children(z.p("/nodepool/requests-lock/" + reqID)); err != nil || len(ch) != 1 {
+	if ch, _, err := z.Conn.Children(z.P("/nodepool/requests-lock/" + reqID)); err != nil || len(ch) != 1 {
 		t.Errorf("contenders after failed try = %v, %v; want only Zuul's", ch, err)
 	}
 
@@ -386,7 +255,7 @@ func TestLockInterop(t *testing.T) {
 	}()
 	// Wait until our contender is queued behind Zuul's.
 	for {
-		ch, _, ev, err := z.conn.ChildrenW(z.p("/nodepool/requests-lock/" + reqID))
+		ch, _, ev, err := z.Conn.ChildrenW(z.P("/nodepool/requests-lock/" + reqID))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -410,7 +279,7 @@ func TestLockInterop(t *testing.T) {
 	}
 
 	// Now Zuul cannot take it.
-	if _, ok := z.lock("/nodepool/requests-lock/" + reqID); ok {
+	if _, ok := z.Lock("/nodepool/requests-lock/"+reqID, 0); ok {
 		t.Error("zuul took a lock kubepool holds")
 	}
 	h, err := c.NodeLockHolder(ctx, "0000000000")
@@ -420,7 +289,7 @@ func TestLockInterop(t *testing.T) {
 	if err := held.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	release, ok := z.lock("/nodepool/requests-lock/" + reqID)
+	release, ok := z.Lock("/nodepool/requests-lock/"+reqID, 0)
 	if !ok {
 		t.Error("zuul could not take the lock after Release")
 	} else {
@@ -435,14 +304,14 @@ func TestLockInterop(t *testing.T) {
 	if _, _, err := c.TryLockRequest(ctx, reqID); !errors.Is(err, zk.ErrNoNode) {
 		t.Errorf("TryLockRequest(deleted) = %v, want ErrNoNode", err)
 	}
-	if ok, _, _ := z.conn.Exists(z.p("/nodepool/requests-lock/" + reqID)); ok {
+	if ok, _, _ := z.Conn.Exists(z.P("/nodepool/requests-lock/" + reqID)); ok {
 		t.Error("lock directory of a deleted request left behind")
 	}
 	// Locking a node that is gone is ErrNoNode and does not create it.
 	if _, _, err := c.TryLockNode(ctx, "0000000042"); !errors.Is(err, zk.ErrNoNode) {
 		t.Errorf("TryLockNode(missing) = %v, want ErrNoNode", err)
 	}
-	if ok, _, _ := z.conn.Exists(z.p("/nodepool/nodes/0000000042")); ok {
+	if ok, _, _ := z.Conn.Exists(z.P("/nodepool/nodes/0000000042")); ok {
 		t.Error("locking a missing node created it")
 	}
 }
@@ -458,9 +327,9 @@ func TestLockNewDirectory(t *testing.T) {
 	z := newZuul(t, servers)
 	c := connect(t, servers, zk.Options{LockIdentifier: "kubepool-test"})
 	for i := range 2 {
-		reqID := z.submit([]string{"x"}, 100, nil)
+		reqID := z.Submit([]string{"x"}, 100, nil)
 		dir := "/nodepool/requests-lock/" + reqID
-		if ok, _, _ := z.conn.Exists(z.p(dir)); ok {
+		if ok, _, _ := z.Conn.Exists(z.P(dir)); ok {
 			t.Fatalf("lock %d: %s exists before the first lock", i, dir)
 		}
 		l, r, err := c.TryLockRequest(ctx, reqID)
@@ -470,14 +339,14 @@ func TestLockNewDirectory(t *testing.T) {
 		if r.ID != reqID || r.State != zk.RequestRequested {
 			t.Errorf("lock %d: request read under the lock = %s %s, want %s requested", i, r.ID, r.State, reqID)
 		}
-		ch, _, err := z.conn.Children(z.p(dir))
+		ch, _, err := z.Conn.Children(z.P(dir))
 		if err != nil || len(ch) != 1 || !strings.Contains(ch[0], "__lock__") {
 			t.Fatalf("lock %d: contenders = %v, %v; want one kazoo contender", i, ch, err)
 		}
-		if data, st, err := z.conn.Get(z.p(dir + "/" + ch[0])); err != nil || string(data) != "kubepool-test" || st.EphemeralOwner == 0 {
+		if data, st, err := z.Conn.Get(z.P(dir + "/" + ch[0])); err != nil || string(data) != "kubepool-test" || st.EphemeralOwner == 0 {
 			t.Errorf("lock %d: contender data %q, ephemeral owner %v, err %v", i, data, st, err)
 		}
-		if _, ok := z.lock(dir); ok {
+		if _, ok := z.Lock(dir, 0); ok {
 			t.Errorf("lock %d: zuul took a lock kubepool holds", i)
 		}
 		if _, _, err := c.TryLockRequest(ctx, reqID); !errors.Is(err, zk.ErrLocked) {
@@ -486,7 +355,7 @@ func TestLockNewDirectory(t *testing.T) {
 		if err := l.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
-		release, ok := z.lock(dir)
+		release, ok := z.Lock(dir, 0)
 		if !ok {
 			t.Errorf("lock %d: zuul could not take the lock after Release", i)
 		} else {
@@ -515,7 +384,7 @@ func TestListRequestsOrder(t *testing.T) {
 		{"urgent", 50, 9},
 	}
 	for _, s := range subs {
-		z.submit([]string{"x"}, s.priority, map[string]any{"relative_priority": s.relative, "event_id": s.name})
+		z.Submit([]string{"x"}, s.priority, map[string]any{"relative_priority": s.relative, "event_id": s.name})
 	}
 	reqs, err := c.ListRequests(ctx)
 	if err != nil {
@@ -536,7 +405,7 @@ func TestVersionedUpdateConflict(t *testing.T) {
 	ctx := deadline(t)
 	z := newZuul(t, servers)
 	c := connect(t, servers, zk.Options{})
-	id := z.submit([]string{"x"}, 100, nil)
+	id := z.Submit([]string{"x"}, 100, nil)
 
 	a, err := c.GetRequest(ctx, id)
 	if err != nil {
@@ -588,12 +457,12 @@ func TestBadJSONNamesPath(t *testing.T) {
 		{"array", `[1,2]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			z.mkdirs("/nodepool/requests")
-			p, err := z.conn.Create(z.p("/nodepool/requests/100-"), []byte(tc.data), gozk.FlagSequence, gozk.WorldACL(gozk.PermAll))
+			z.Mkdirs("/nodepool/requests")
+			p, err := z.Conn.Create(z.P("/nodepool/requests/100-"), []byte(tc.data), gozk.FlagSequence, gozk.WorldACL(gozk.PermAll))
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = z.conn.Delete(p, -1) })
+			t.Cleanup(func() { _ = z.Conn.Delete(p, -1) })
 			id := p[strings.LastIndex(p, "/")+1:]
 			_, err = c.GetRequest(ctx, id)
 			var de *zk.DecodeError
@@ -620,7 +489,7 @@ func TestDecline(t *testing.T) {
 		}
 		pools = append(pools, r)
 	}
-	id := z.submit([]string{"unknown"}, 100, nil)
+	id := z.Submit([]string{"unknown"}, 100, nil)
 	for i, tc := range []struct {
 		pool       string
 		wantFailed bool
@@ -639,21 +508,21 @@ func TestDecline(t *testing.T) {
 			t.Errorf("%d: Decline(%s) = %v, %v; want %v", i, tc.pool, failed, err, tc.wantFailed)
 		}
 		_ = l.Release(ctx)
-		d := z.getJSON("/nodepool/requests/" + id)
+		d := z.Read("/nodepool/requests/" + id)
 		if d["state"] != tc.wantState {
 			t.Errorf("%d: state = %v, want %s", i, d["state"], tc.wantState)
 		}
 	}
-	d := z.getJSON("/nodepool/requests/" + id)
+	d := z.Read("/nodepool/requests/" + id)
 	if diff := cmp.Diff([]any{"pool-a", "pool-b"}, d["declined_by"]); diff != "" {
 		t.Errorf("declined_by (-want +got):\n%s", diff)
 	}
 	// What Zuul's getRegisteredLaunchers reads.
-	ch, _, err := z.conn.Children(z.p("/nodepool/components/pool"))
+	ch, _, err := z.Conn.Children(z.P("/nodepool/components/pool"))
 	if err != nil || len(ch) != 2 {
 		t.Fatalf("pool components = %v, %v", ch, err)
 	}
-	comp := z.getJSON("/nodepool/components/pool/" + ch[0])
+	comp := z.Read("/nodepool/components/pool/" + ch[0])
 	want := map[string]any{"hostname": "host", "kind": "pool", "state": "running", "version": nil, "model_api": 0.0, "id": comp["id"], "name": "main", "provider_name": comp["provider_name"], "supported_labels": []any{"pod"}, "priority": 100.0, "paused": false}
 	if diff := cmp.Diff(want, comp); diff != "" {
 		t.Errorf("pool component (-want +got):\n%s", diff)
@@ -694,13 +563,13 @@ func TestWatchRequests(t *testing.T) {
 			}
 		}
 	}
-	id := z.submit([]string{"x"}, 100, nil)
+	id := z.Submit([]string{"x"}, 100, nil)
 	waitFor("the new request", func(rs []*zk.Request) bool { return len(rs) == 1 })
-	d := z.getJSON("/nodepool/requests/" + id)
+	d := z.Read("/nodepool/requests/" + id)
 	d["relative_priority"] = 7
-	z.setJSON("/nodepool/requests/"+id, d)
+	z.SetJSON("/nodepool/requests/"+id, d)
 	waitFor("the changed request", func(rs []*zk.Request) bool { return len(rs) == 1 && rs[0].RelativePriority == 7 })
-	if err := z.conn.Delete(z.p("/nodepool/requests/"+id), -1); err != nil {
+	if err := z.Conn.Delete(z.P("/nodepool/requests/"+id), -1); err != nil {
 		t.Fatal(err)
 	}
 	waitFor("the request to go", func(rs []*zk.Request) bool { return len(rs) == 0 })
@@ -728,7 +597,7 @@ func TestSessionExpiryReregisters(t *testing.T) {
 	}
 	first := reg.Path()
 	reregistered := reg.Registered()
-	reqID := z.submit([]string{"pod"}, 100, nil)
+	reqID := z.Submit([]string{"pod"}, 100, nil)
 	lock, _, err := c.TryLockRequest(ctx, reqID)
 	if err != nil {
 		t.Fatal(err)
@@ -736,7 +605,7 @@ func TestSessionExpiryReregisters(t *testing.T) {
 
 	// Cut the client off and wait until the server drops the session (its
 	// ephemeral component znode goes away).
-	ok, _, gone, err := z.conn.ExistsW(z.p(first))
+	ok, _, gone, err := z.Conn.ExistsW(z.P(first))
 	if err != nil || !ok {
 		t.Fatalf("component %s exists = %v, %v", first, ok, err)
 	}
@@ -801,7 +670,7 @@ func TestSessionExpiryReregisters(t *testing.T) {
 	if err := reg.Update(ctx, func(c *zk.Component) { c.Paused = true }); err != nil {
 		t.Fatalf("Update() = %v", err)
 	}
-	if d := z.getJSON(reg.Path()); d["paused"] != true {
+	if d := z.Read(reg.Path()); d["paused"] != true {
 		t.Errorf("paused = %v after Update, want true", d["paused"])
 	}
 }

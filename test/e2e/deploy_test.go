@@ -71,12 +71,12 @@ func TestDeployInCluster(t *testing.T) {
 	}
 
 	z := newZuul(t, dep.servers)
-	id := z.submit([]string{"pod"}, 100, nil)
-	req := z.waitRequest(ctx, id)
+	id := z.Submit([]string{"pod"}, 100, nil)
+	req := z.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request %s = %v, want fulfilled by the in-cluster launcher", id, req)
 	}
-	nodes, returnNodes := z.acceptNodes(id, req)
+	nodes, returnNodes := z.AcceptNodes(id, req)
 	node := nodes[0]
 	nodeID := req["nodes"].([]any)[0].(string)
 	cp := node["connection_port"].(map[string]any)
@@ -462,7 +462,7 @@ func httpGet(t *testing.T, ctx context.Context, url string) string {
 func waitZNodeGone(t *testing.T, ctx context.Context, z *zuul, path string) {
 	t.Helper()
 	for {
-		exists, _, ch, err := z.conn.ExistsW(z.root + path)
+		exists, _, ch, err := z.Conn.ExistsW(z.Root + path)
 		if err != nil {
 			t.Fatalf("watching %s: %v", path, err)
 		}

@@ -96,13 +96,13 @@ func BenchmarkLauncherFulfil(b *testing.B) {
 				for range benchSamples {
 					le.waitReady(b, ctx, bc.minReady)
 					start := time.Now()
-					id := le.zuul.submit([]string{"pod"}, 100, nil)
-					req := le.zuul.waitRequest(ctx, id)
+					id := le.zuul.Submit([]string{"pod"}, 100, nil)
+					req := le.zuul.WaitRequest(ctx, id)
 					took = append(took, time.Since(start))
 					if req["state"] != "fulfilled" {
 						b.Fatalf("request %s = %v, want fulfilled", id, req["state"])
 					}
-					nodes, ret := le.zuul.acceptNodes(id, req)
+					nodes, ret := le.zuul.AcceptNodes(id, req)
 					ret()
 					if bc.minReady == 0 {
 						// Each sample starts on an idle cluster, as the
@@ -272,10 +272,10 @@ func benchLauncherBurst(b *testing.B, burst int, api func() kubernetes.Interface
 		start := time.Now()
 		ids := make([]string, burst)
 		for i := range ids {
-			ids[i] = le.zuul.submit([]string{"namespace"}, 100, nil)
+			ids[i] = le.zuul.Submit([]string{"namespace"}, 100, nil)
 		}
 		for _, id := range ids {
-			if req := le.zuul.waitRequest(ctx, id); req["state"] != "fulfilled" {
+			if req := le.zuul.WaitRequest(ctx, id); req["state"] != "fulfilled" {
 				b.Fatalf("request %s = %v, want fulfilled", id, req["state"])
 			}
 		}

@@ -99,7 +99,7 @@ func TestLauncherProcesses(t *testing.T) {
 	a := startLauncherProcess(t, bin, cfg, env.Kubeconfig, "launcher-a")
 	var ids []string
 	for range 10 {
-		ids = append(ids, z.submit([]string{"pod"}, 100, nil))
+		ids = append(ids, z.Submit([]string{"pod"}, 100, nil))
 	}
 	// Kill a while it is building nodes.
 	for {
@@ -132,11 +132,11 @@ func TestLauncherProcesses(t *testing.T) {
 	seen := map[string]string{} // node id → request id
 	var returns []func()
 	for _, id := range ids {
-		req := z.waitRequest(ctx, id)
+		req := z.WaitRequest(ctx, id)
 		if req["state"] != "fulfilled" {
 			t.Fatalf("request %s = %v, want fulfilled", id, req["state"])
 		}
-		nodes, ret := z.acceptNodes(id, req)
+		nodes, ret := z.AcceptNodes(id, req)
 		returns = append(returns, ret)
 		for i, n := range req["nodes"].([]any) {
 			if prev, dup := seen[n.(string)]; dup {

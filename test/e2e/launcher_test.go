@@ -243,12 +243,12 @@ func TestLauncherZuul(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
-	id := le.zuul.submit([]string{"pod", "namespace"}, 100, nil)
-	req := le.zuul.waitRequest(ctx, id)
+	id := le.zuul.Submit([]string{"pod", "namespace"}, 100, nil)
+	req := le.zuul.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request %s = %v, want fulfilled", id, req)
 	}
-	nodes, returnNodes := le.zuul.acceptNodes(id, req)
+	nodes, returnNodes := le.zuul.AcceptNodes(id, req)
 	if len(nodes) != 2 {
 		t.Fatalf("request %s got %d nodes, want 2", id, len(nodes))
 	}
@@ -343,13 +343,13 @@ func TestLauncherDeclineAndFail(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
-	id := le.zuul.submit([]string{"no-such-label"}, 100, nil)
-	if req := le.zuul.waitRequest(ctx, id); req["state"] != "failed" || len(req["declined_by"].([]any)) != 1 {
+	id := le.zuul.Submit([]string{"no-such-label"}, 100, nil)
+	if req := le.zuul.WaitRequest(ctx, id); req["state"] != "failed" || len(req["declined_by"].([]any)) != 1 {
 		t.Errorf("request for an unknown label = %v, want failed, declined by our pool", req)
 	}
 
-	id = le.zuul.submit([]string{"broken"}, 100, nil)
-	if req := le.zuul.waitRequest(ctx, id); req["state"] != "failed" {
+	id = le.zuul.Submit([]string{"broken"}, 100, nil)
+	if req := le.zuul.WaitRequest(ctx, id); req["state"] != "failed" {
 		t.Errorf("request for a label whose image is missing = %v, want failed", req)
 	}
 	// Its node failed both its attempts, and so did the one fresh node the
@@ -399,17 +399,17 @@ func TestLauncherAbandonedInUse(t *testing.T) {
 	detached := res.Nodes[0]
 
 	dying := newZuul(t, le.servers)
-	id := dying.submit([]string{"namespace"}, 100, nil)
-	req := dying.waitRequest(ctx, id)
+	id := dying.Submit([]string{"namespace"}, 100, nil)
+	req := dying.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request %s = %v, want fulfilled", id, req)
 	}
-	nodes, _ := dying.acceptNodes(id, req) // in-use, locked by its session
+	nodes, _ := dying.AcceptNodes(id, req) // in-use, locked by its session
 	abandoned := req["nodes"].([]any)[0].(string)
 	if cur, err := le.zk.GetNode(ctx, abandoned); err != nil || cur.State != zk.NodeInUse || !cur.Locked {
 		t.Fatalf("node %s before Zuul dies = %+v, %v; want in-use, locked", abandoned, cur, err)
 	}
-	dying.conn.Close() // Zuul dies: its session, and its locks, end
+	dying.Conn.Close() // Zuul dies: its session, and its locks, end
 
 	le.waitGone(t, abandoned, nodes[0]["external_id"].(string))
 	// The full pass that deleted it saw the detached node too.
@@ -492,12 +492,12 @@ func TestLauncherWarmPool(t *testing.T) {
 		warmIDs[n.ID] = true
 	}
 
-	id := le.zuul.submit([]string{"pod", "pod"}, 100, nil)
-	req := le.zuul.waitRequest(ctx, id)
+	id := le.zuul.Submit([]string{"pod", "pod"}, 100, nil)
+	req := le.zuul.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request %s = %v, want fulfilled", id, req["state"])
 	}
-	nodes, ret := le.zuul.acceptNodes(id, req)
+	nodes, ret := le.zuul.AcceptNodes(id, req)
 	tokens, namespaces := map[string]bool{}, map[string]bool{}
 	for i, v := range req["nodes"].([]any) {
 		if !warmIDs[v.(string)] {
@@ -535,24 +535,24 @@ providers:
 	}, func(z *zuul, provider string) {
 		// Written before the launcher starts, low priority first, both
 		// preferring provider a, which has room for one node.
-		low = z.submit([]string{"ns"}, 300, map[string]any{"provider": provider + "-a"})
-		high = z.submit([]string{"ns"}, 100, map[string]any{"provider": provider + "-a"})
+		low = z.Submit([]string{"ns"}, 300, map[string]any{"provider": provider + "-a"})
+		high = z.Submit([]string{"ns"}, 100, map[string]any{"provider": provider + "-a"})
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	a, b := le.provider+"-a", le.provider+"-b"
 
-	req := le.zuul.waitRequest(ctx, high)
+	req := le.zuul.WaitRequest(ctx, high)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("high-priority request = %v, want fulfilled", req["state"])
 	}
-	nodes, retHigh := le.zuul.acceptNodes(high, req)
+	nodes, retHigh := le.zuul.AcceptNodes(high, req)
 	if nodes[0]["provider"] != a {
 		t.Errorf("request preferring %s was served by %v", a, nodes[0]["provider"])
 	}
 	// a is full: the low-priority request waits for it, pending.
 	for {
-		r, _, err := le.zuul.getJSON(zuulRequestRoot + "/" + low)
+		r, _, err := le.zuul.GetJSON(zuulRequestRoot + "/" + low)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -569,23 +569,23 @@ providers:
 		}
 	}
 	// A request preferring b is served by b meanwhile.
-	other := le.zuul.submit([]string{"ns"}, 100, map[string]any{"provider": b})
-	req = le.zuul.waitRequest(ctx, other)
+	other := le.zuul.Submit([]string{"ns"}, 100, map[string]any{"provider": b})
+	req = le.zuul.WaitRequest(ctx, other)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request preferring %s = %v, want fulfilled", b, req["state"])
 	}
-	nodes, retOther := le.zuul.acceptNodes(other, req)
+	nodes, retOther := le.zuul.AcceptNodes(other, req)
 	defer retOther()
 	if nodes[0]["provider"] != b {
 		t.Errorf("request preferring %s was served by %v", b, nodes[0]["provider"])
 	}
 	// Returning a's node lets the waiting request through, on a.
 	retHigh()
-	req = le.zuul.waitRequest(ctx, low)
+	req = le.zuul.WaitRequest(ctx, low)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("low-priority request = %v, want fulfilled once %s has room", req["state"], a)
 	}
-	nodes, retLow := le.zuul.acceptNodes(low, req)
+	nodes, retLow := le.zuul.AcceptNodes(low, req)
 	defer retLow()
 	if nodes[0]["provider"] != a {
 		t.Errorf("waiting request was served by %v, want %s", nodes[0]["provider"], a)

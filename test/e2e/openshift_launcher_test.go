@@ -58,12 +58,12 @@ providers:
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
-	id := le.zuul.submit([]string{"pod", "pod"}, 100, nil)
-	req := le.zuul.waitRequest(ctx, id)
+	id := le.zuul.Submit([]string{"pod", "pod"}, 100, nil)
+	req := le.zuul.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request %s = %v, want fulfilled", id, req)
 	}
-	nodes, returnNodes := le.zuul.acceptNodes(id, req)
+	nodes, returnNodes := le.zuul.AcceptNodes(id, req)
 	ids := req["nodes"].([]any)
 	for i, n := range nodes {
 		cp := n["connection_port"].(map[string]any)
@@ -104,9 +104,9 @@ providers:
 	}
 
 	// max-pods: 2 are in use, so a third request waits, pending.
-	third := le.zuul.submit([]string{"pod"}, 100, nil)
+	third := le.zuul.Submit([]string{"pod"}, 100, nil)
 	for {
-		r, _, err := le.zuul.getJSON(zuulRequestRoot + "/" + third)
+		r, _, err := le.zuul.GetJSON(zuulRequestRoot + "/" + third)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,11 +139,11 @@ providers:
 		}
 	}
 	// With room again, the third request is served.
-	req = le.zuul.waitRequest(ctx, third)
+	req = le.zuul.WaitRequest(ctx, third)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("third request once nodes were returned = %v, want fulfilled", req["state"])
 	}
-	_, returnThird := le.zuul.acceptNodes(third, req)
+	_, returnThird := le.zuul.AcceptNodes(third, req)
 	returnThird()
 	le.waitGone(t, req["nodes"].([]any)[0].(string), "")
 }
@@ -177,12 +177,12 @@ providers:
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
-	id := le.zuul.submit([]string{"openshift-project", "openshift-pod"}, 100, nil)
-	req := le.zuul.waitRequest(ctx, id)
+	id := le.zuul.Submit([]string{"openshift-project", "openshift-pod"}, 100, nil)
+	req := le.zuul.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request %s = %v, want fulfilled", id, req)
 	}
-	nodes, returnNodes := le.zuul.acceptNodes(id, req)
+	nodes, returnNodes := le.zuul.AcceptNodes(id, req)
 	ids := req["nodes"].([]any)
 	for i, want := range []string{"project", "kubectl"} {
 		n := nodes[i]

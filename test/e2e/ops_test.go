@@ -98,12 +98,12 @@ func jsonOf[T any](t *testing.T, out string) T {
 // `kubepool request` refuses labels that no registered pool serves.
 func (le *launcherEnv) waitRegistered(t *testing.T, ctx context.Context) {
 	t.Helper()
-	p := le.zuul.root + kzk.ComponentRoot + "/" + kzk.KindPool
+	p := le.zuul.Root + kzk.ComponentRoot + "/" + kzk.KindPool
 	for {
-		children, _, ch, err := le.zuul.conn.ChildrenW(p)
+		children, _, ch, err := le.zuul.Conn.ChildrenW(p)
 		if errors.Is(err, zk.ErrNoNode) {
 			var ok bool
-			ok, _, ch, err = le.zuul.conn.ExistsW(p)
+			ok, _, ch, err = le.zuul.Conn.ExistsW(p)
 			if ok {
 				continue
 			}
@@ -244,8 +244,8 @@ func TestOpsCLI(t *testing.T) {
 	k := newKubepoolCLI(t, le.servers)
 
 	// Zuul's request, fulfilled and not yet accepted, in request-list.
-	zid := le.zuul.submit([]string{"pod"}, 100, nil)
-	zreq := le.zuul.waitRequest(ctx, zid)
+	zid := le.zuul.Submit([]string{"pod"}, 100, nil)
+	zreq := le.zuul.WaitRequest(ctx, zid)
 	reqs := jsonOf[[]map[string]any](t, k.ok(ctx, "request-list", "-o", "json"))
 	if len(reqs) != 1 || reqs[0]["id"] != zid || reqs[0]["state"] != "fulfilled" || !cmp.Equal(reqs[0]["nodes"], zreq["nodes"]) {
 		t.Errorf("request-list = %v, want %s fulfilled with %v", reqs, zid, zreq["nodes"])
@@ -265,7 +265,7 @@ func TestOpsCLI(t *testing.T) {
 	}
 
 	// Zuul holds its node locked: operators cannot change it, and are told who holds it.
-	zuulNodes, zuulReturn := le.zuul.acceptNodes(zid, zreq)
+	zuulNodes, zuulReturn := le.zuul.AcceptNodes(zid, zreq)
 	zuulNode := zreq["nodes"].([]any)[0].(string)
 	k.fails(ctx, []string{"node " + zuulNode + " in-use is locked by session 0x", "try again once it is released"}, "hold", zuulNode, "--reason", "look")
 	k.fails(ctx, []string{"locked by"}, "return", zuulNode)

@@ -82,12 +82,12 @@ type safeNode struct {
 // one context per node.
 func requestSafeNodes(t *testing.T, ctx context.Context, le *launcherEnv, labels ...string) []safeNode {
 	t.Helper()
-	id := le.zuul.submit(labels, 100, nil)
-	req := le.zuul.waitRequest(ctx, id)
+	id := le.zuul.Submit(labels, 100, nil)
+	req := le.zuul.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request %s = %v, want fulfilled", id, req["state"])
 	}
-	_, ret := le.zuul.acceptNodes(id, req)
+	_, ret := le.zuul.AcceptNodes(id, req)
 	t.Cleanup(ret)
 	var records []*zk.Node
 	for _, v := range req["nodes"].([]any) {

@@ -26,23 +26,23 @@ func TestStatusPageBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
-	podReq := le.zuul.submit([]string{"pod"}, 100, nil)
-	req := le.zuul.waitRequest(ctx, podReq)
+	podReq := le.zuul.Submit([]string{"pod"}, 100, nil)
+	req := le.zuul.WaitRequest(ctx, podReq)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("pod request %s = %v, want fulfilled", podReq, req)
 	}
-	_, returnPod := le.zuul.acceptNodes(podReq, req)
+	_, returnPod := le.zuul.AcceptNodes(podReq, req)
 	podNode := req["nodes"].([]any)[0].(string)
 
-	nsReq := le.zuul.submit([]string{"namespace"}, 100, nil)
-	nsReqRec := le.zuul.waitRequest(ctx, nsReq)
+	nsReq := le.zuul.Submit([]string{"namespace"}, 100, nil)
+	nsReqRec := le.zuul.WaitRequest(ctx, nsReq)
 	if nsReqRec["state"] != "fulfilled" {
 		t.Fatalf("namespace request %s = %v, want fulfilled", nsReq, nsReqRec)
 	}
 	nsNode := nsReqRec["nodes"].([]any)[0].(string)
 
-	failedReq := le.zuul.submit([]string{"no-such-label"}, 100, nil)
-	if r := le.zuul.waitRequest(ctx, failedReq); r["state"] != "failed" {
+	failedReq := le.zuul.Submit([]string{"no-such-label"}, 100, nil)
+	if r := le.zuul.WaitRequest(ctx, failedReq); r["state"] != "failed" {
 		t.Fatalf("request for an unknown label = %v, want failed", r)
 	}
 
@@ -112,7 +112,7 @@ func TestStatusPageBrowser(t *testing.T) {
 	}
 
 	// Zuul finishes: both nodes go.
-	_, returnNS := le.zuul.acceptNodes(nsReq, nsReqRec)
+	_, returnNS := le.zuul.AcceptNodes(nsReq, nsReqRec)
 	returnPod()
 	returnNS()
 	le.waitGone(t, podNode, "")

@@ -19,12 +19,12 @@ func TestSyncNode(t *testing.T) {
 	le := startLauncher(t, 0)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	id := le.zuul.submit([]string{"pod"}, 100, nil)
-	req := le.zuul.waitRequest(ctx, id)
+	id := le.zuul.Submit([]string{"pod"}, 100, nil)
+	req := le.zuul.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request %s = %v, want fulfilled", id, req["state"])
 	}
-	nodes, ret := le.zuul.acceptNodes(id, req)
+	nodes, ret := le.zuul.AcceptNodes(id, req)
 	defer ret()
 	nodeID := req["nodes"].([]any)[0].(string)
 	cp := nodes[0]["connection_port"].(map[string]any)
@@ -64,12 +64,12 @@ providers:
 	}, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	id := le.zuul.submit([]string{"nogit"}, 100, nil)
-	req := le.zuul.waitRequest(ctx, id)
+	id := le.zuul.Submit([]string{"nogit"}, 100, nil)
+	req := le.zuul.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request %s = %v, want fulfilled", id, req["state"])
 	}
-	nodes, ret := le.zuul.acceptNodes(id, req)
+	nodes, ret := le.zuul.AcceptNodes(id, req)
 	defer ret()
 	cp := nodes[0]["connection_port"].(map[string]any)
 	if cp["git_container"] != "git" || cp["git_path"] != "/srv/ws" {

@@ -18,7 +18,7 @@ func newImagesDiscoverCmd(o *cliutil.Options) *cobra.Command {
 	var (
 		set              imageSetOptions
 		reg              imagesRegistryOptions
-		out              cliutil.Output
+		out              = cliutil.Output{Names: true}
 		moving, pattern  string
 		tagFromLabel     string
 		imagesFile       string
@@ -40,23 +40,32 @@ read from the image's labels ("rdo_version" or "{version}-{release}").`,
       --moving-tag current-tripleo --images-file images.yaml --env-file env.yaml`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		PreRunE: func(*cobra.Command, []string) error {
 			if err := out.Validate(); err != nil {
 				return err
 			}
+			if err := set.Validate(); err != nil {
+				return err
+			}
+			return reg.Validate()
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			re, err := regexp.Compile(pattern)
 			if err != nil {
 				return fmt.Errorf("--tag-pattern: %w", err)
 			}
-			images, err := set.load()
+			images, err := set.loadLogged(o)
 			if err != nil {
 				return err
 			}
-			c, err := reg.client(o, nil)
+			line := o.Progress(out.Text())
+			defer line.Finish()
+			c, err := reg.client(o, line, nil)
 			if err != nil {
 				return err
 			}
 			res, err := c.Discover(cmd.Context(), images, imageset.DiscoverOptions{MovingTag: moving, TagPattern: re, TagFromLabel: tagFromLabel})
+			line.Finish()
 			if err != nil {
 				return err
 			}
@@ -80,7 +89,11 @@ read from the image's labels ("rdo_version" or "{version}-{release}").`,
 					return err
 				}
 			}
-			if err := out.Print(o.Out, res, func(w io.Writer) error { return discoverTable(w, res) }); err != nil {
+			names := make([]string, len(res.Images))
+			for i, img := range res.Images {
+				names[i] = img.ImageName
+			}
+			if err := out.PrintNamed(o.Out, res, names, func(w io.Writer) error { return discoverTable(w, res) }); err != nil {
 				return err
 			}
 			var errs []error
@@ -125,7 +138,4 @@ func discoverTable(w io.Writer, res *imageset.DiscoverResult) error {
 	return err
 }
 
-func imagesYAML(w io.Writer, v any) error {
-	p := cliutil.Output{Format: "yaml"}
-	return p.Print(w, v, nil)
-}
+func imagesYAML(w io.Writer, v any) error { return cliutil.WriteYAML(w, v) }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/kubepool/kubepool/internal/cli/cliutil"
+	"github.com/kubepool/kubepool/internal/cli/progress"
 
 	"github.com/spf13/cobra"
 
@@ -64,10 +65,6 @@ func (s *imageSetOptions) Validate() error {
 	return nil
 }
 
-// load renders and filters the image set; warnings go to slog's default
-// logger (see loadLogged).
-func (s *imageSetOptions) load() ([]imageset.Image, error) { return s.loadLogged(nil) }
-
 // loadLogged renders and filters the image set; warnings go to o's log.
 func (s *imageSetOptions) loadLogged(o *cliutil.Options) ([]imageset.Image, error) {
 	p, err := s.prepare(o)
@@ -100,9 +97,7 @@ func (s *imageSetOptions) prepare(o *cliutil.Options) (*imageset.Prepared, error
 	}
 	log := slog.Default()
 	if o != nil {
-		if l, err := o.Logger(); err == nil {
-			log = l
-		}
+		log = o.Log()
 	}
 	for _, w := range p.Warnings {
 		log.Warn(w)
@@ -145,16 +140,14 @@ func (r *imagesRegistryOptions) Validate() error {
 	return nil
 }
 
-// client is a registry client as the flags say; wrap, if not nil, wraps
-// its HTTP transport (a [imageset.BackoffMeter]).
-func (r *imagesRegistryOptions) client(o *cliutil.Options, wrap func(http.RoundTripper) http.RoundTripper) (*imageset.Client, error) {
+// client returns a registry client; it tells line (nil: nobody) how far
+// each phase is, and wrap, if not nil, wraps its HTTP transport (a
+// [imageset.BackoffMeter]).
+func (r *imagesRegistryOptions) client(o *cliutil.Options, line *progress.Line, wrap func(http.RoundTripper) http.RoundTripper) (*imageset.Client, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	log, err := o.Logger()
-	if err != nil {
-		return nil, err
-	}
+	log := o.Log()
 	retries := r.Retries
 	if retries == 0 {
 		retries = -1 // the library's 0 means its default
@@ -162,6 +155,21 @@ func (r *imagesRegistryOptions) client(o *cliutil.Options, wrap func(http.RoundT
 	return imageset.NewClient(imageset.RegistryOptions{
 		CAFile: r.CAFile, Insecure: r.Insecure, Jobs: r.Jobs,
 		RequestsPerSecond: r.RPS, Retries: retries, Logger: log,
-		Creds: r.Creds, AuthFile: r.AuthFile, WrapTransport: wrap,
+		Creds: r.Creds, AuthFile: r.AuthFile, OnProgress: imagesProgress(line), WrapTransport: wrap,
 	})
+}
+
+// imagesProgress shows a registry operation's progress on line.
+func imagesProgress(line *progress.Line) func(imageset.Progress) {
+	if line == nil {
+		return nil
+	}
+	return func(p imageset.Progress) {
+		text := fmt.Sprintf("%s: %d of %d images", p.Phase, p.Done, p.Total)
+		if p.Done == p.Total {
+			line.Set(text)
+		} else {
+			line.Tick(text)
+		}
+	}
 }

@@ -12,7 +12,7 @@ import (
 func newImagesListCmd(o *cliutil.Options) *cobra.Command {
 	var (
 		set  imageSetOptions
-		out  cliutil.Output
+		out  = cliutil.Output{Names: true}
 		refs bool
 	)
 	cmd := &cobra.Command{
@@ -22,10 +22,13 @@ func newImagesListCmd(o *cliutil.Options) *cobra.Command {
   kubepool images list -t overcloud_containers.yaml.j2 --set tag=abc --refs --service NovaApi`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		PreRunE: func(*cobra.Command, []string) error {
 			if err := out.Validate(); err != nil {
 				return err
 			}
+			return set.Validate()
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			images, err := set.loadLogged(o)
 			if err != nil {
 				return err
@@ -38,7 +41,7 @@ func newImagesListCmd(o *cliutil.Options) *cobra.Command {
 					lines = append(lines, img.Name())
 				}
 			}
-			return out.Print(o.Out, lines, func(w io.Writer) error {
+			return out.PrintNamed(o.Out, lines, lines, func(w io.Writer) error {
 				for _, l := range lines {
 					if _, err := fmt.Fprintln(w, l); err != nil {
 						return err

@@ -39,20 +39,20 @@ Then the Heat environment is written, pointing at the destinations.`,
       --output-env-file containers-env.yaml`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
+		PreRunE: func(*cobra.Command, []string) error {
+			if err := set.Validate(); err != nil {
+				return err
+			}
+			return reg.Validate()
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := reg.Validate(); err != nil {
-				return err
-			}
-			log, err := o.Logger()
-			if err != nil {
-				return err
-			}
+			log := o.Log()
 			if journal == "" {
 				journal = filepath.Join(filepath.Dir(envFile), "prepare.journal")
 			}
 			meter := &imageset.BackoffMeter{}
 			if rollback {
-				c, err := reg.client(o, meter.Wrap)
+				c, err := reg.client(o, nil, meter.Wrap)
 				if err != nil {
 					return err
 				}
@@ -71,11 +71,15 @@ Then the Heat environment is written, pointing at the destinations.`,
 				return err
 			}
 			if len(p.Uploads) > 0 && !dryRun {
-				c, err := reg.client(o, meter.Wrap)
+				// Progress on a terminal: stdout is the environment.
+				line := o.Progress(true)
+				defer line.Finish()
+				c, err := reg.client(o, line, meter.Wrap)
 				if err != nil {
 					return err
 				}
 				steps, err := c.Copy(cmd.Context(), p.Uploads, imageset.CopyOptions{Journal: journal, OnBackoff: meter.Add})
+				line.Finish()
 				if n, waited := meter.Throttled(); n > 0 {
 					log.Info("registry throttled", "answers_429", n, "backoff", waited.Round(time.Millisecond).String())
 				}

@@ -32,7 +32,7 @@ func newImagesPromoteCmd(o *cliutil.Options) *cobra.Command {
 	var (
 		set imageSetOptions
 		reg imagesRegistryOptions
-		out cliutil.Output
+		out = cliutil.Output{Names: true}
 		p   promoteOptions
 	)
 	cmd := &cobra.Command{
@@ -65,22 +65,29 @@ delete (distribution 2.x deletes by digest only), with how to remove them.
   kubepool images promote --from-lock tested.lock --to current-passed-ci --lock-file promoted.lock --rollback`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		PreRunE: func(*cobra.Command, []string) error {
 			if err := out.Validate(); err != nil {
 				return err
 			}
-			if err := p.validate(set); err != nil {
+			if err := reg.Validate(); err != nil {
 				return err
 			}
-			c, err := reg.client(o, nil)
+			return p.validate(set)
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			line := o.Progress(out.Text())
+			defer line.Finish()
+			c, err := reg.client(o, line, nil)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
 			if p.rollback {
 				res, err := c.RollbackJournal(ctx, p.journal)
+				line.Finish()
 				if res != nil {
-					if perr := out.Print(o.Out, res, func(w io.Writer) error { return rollbackTable(w, res) }); perr != nil && err == nil {
+					names := slices.Concat(res.Restored, res.Removed)
+					if perr := out.PrintNamed(o.Out, res, names, func(w io.Writer) error { return rollbackTable(w, res) }); perr != nil && err == nil {
 						err = perr
 					}
 				}
@@ -98,7 +105,7 @@ delete (distribution 2.x deletes by digest only), with how to remove them.
 					sources, err = imageset.ReadImagesFile(p.fromImages)
 				default:
 					var images []imageset.Image
-					if images, err = set.load(); err == nil {
+					if images, err = set.loadLogged(o); err == nil {
 						sources = imageset.SourcesFromImages(images, p.from)
 					}
 				}
@@ -107,8 +114,13 @@ delete (distribution 2.x deletes by digest only), with how to remove them.
 				}
 				res, err = c.Promote(ctx, sources, p.popts)
 			}
+			line.Finish()
 			if res != nil {
-				if perr := out.Print(o.Out, res, func(w io.Writer) error { return promoteTable(w, res, p.popts.DryRun) }); perr != nil && err == nil {
+				names := make([]string, len(res.Steps))
+				for i, s := range res.Steps {
+					names[i] = s.Target
+				}
+				if perr := out.PrintNamed(o.Out, res, names, func(w io.Writer) error { return promoteTable(w, res, p.popts.DryRun) }); perr != nil && err == nil {
 					err = perr
 				}
 			}

@@ -22,6 +22,7 @@ func newImagesRenderCmd(o *cliutil.Options) *cobra.Command {
       --env-file containers-env.yaml > images.yaml`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
+		PreRunE:      func(*cobra.Command, []string) error { return set.Validate() },
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := set.prepare(o)
 			if err != nil {
