@@ -41,6 +41,9 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 		}
 		start := time.Now()
 		res, err := l.resource(ctx, pw, label, n, r, ns, start)
+		if err == nil {
+			err = l.withBuildset(ctx, pw, n, r, &res)
+		}
 		var conn *kube.Connection
 		if err == nil {
 			bctx, cancel := context.WithTimeout(ctx, pw.provider.BootTimeout)
@@ -121,6 +124,10 @@ type driverData struct {
 	Waiting      string  `json:"waiting,omitempty"`       // "Reason: message", while the pod waits
 	Error        string  `json:"error,omitempty"`         // the first cause of a failed launch
 	LastError    string  `json:"last_error,omitempty"`    // the last attempt's, if different
+	// Buildset is the buildset of the node's request, and
+	// BuildsetCredential the id of its registry credential (buildset.go).
+	Buildset           string `json:"buildset,omitempty"`
+	BuildsetCredential string `json:"buildset_credential,omitempty"`
 }
 
 const tokenExpiryKey = "token_expires"

@@ -1,0 +1,395 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/crane"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubepool/kubepool/internal/buildset"
+	"github.com/kubepool/kubepool/internal/kube"
+	"github.com/kubepool/kubepool/internal/launcher"
+	"github.com/kubepool/kubepool/internal/registrytoken"
+	"github.com/kubepool/kubepool/internal/testenv"
+	"github.com/kubepool/kubepool/internal/web"
+)
+
+// buildsetEnv is a launcher whose provider has a buildset-registry: a
+// token-auth registry (Debian's docker-registry) started for the test,
+// whose realm is the launcher's own HTTP listener.
+type buildsetEnv struct {
+	*launcherEnv
+	reg      *testenv.RegistryServer
+	tokenURL string
+	issuer   *registrytoken.Issuer
+}
+
+// buildsetTTL is the test's buildset ttl: short, so that the test sees a
+// buildset end.
+const buildsetTTL = 4 * time.Second
+
+func startBuildsetLauncher(t *testing.T) *buildsetEnv {
+	t.Helper()
+	keyPEM, certPEM, err := registrytoken.GenerateKey("kubepool e2e buildsets", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile, certFile := filepath.Join(dir, "token.key"), filepath.Join(dir, "token.crt")
+	for f, b := range map[string][]byte{keyFile: keyPEM, certFile: certPEM} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The launcher's listener first: it is the registry's realm. The realm
+	// names it by host name (containerd and go-containerregistry reach it
+	// from this machine; go-containerregistry refuses private IP literals).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	be := &buildsetEnv{}
+	const service, issuer = "kubepool-e2e-registry", "kubepool-e2e"
+	var provider string
+	le := startLauncherWith(t, func(env *testenv.Env, servers, p string) string {
+		provider = p
+		be.tokenURL = fmt.Sprintf("http://localhost:%d%s", port, launcher.TokenPath(p))
+		be.reg = testenv.Registry(t, testenv.WithTokenAuth(testenv.TokenAuth{Realm: be.tokenURL, Service: service, Issuer: issuer, RootCertBundle: certFile}))
+		allowPlainHTTP(t, env, be.reg.Host)
+		return zkServersYAML(servers) + fmt.Sprintf(`
+labels:
+  - name: namespace
+  - name: pod
+providers:
+  - name: %s
+    driver: kubernetes
+    context: kubepool-dev
+    boot-timeout: 120
+    buildset-registry:
+      url: %s
+      repository-prefix: buildsets/
+      public-repositories: [base/*]
+      ttl: %d
+      token-key: %s
+      token-certificate: %s
+      service: %s
+      issuer: %s
+    pools:
+      - name: main
+        labels:
+          - {name: namespace, type: namespace}
+          - {name: pod, type: pod, image: %s, cpu: 100m, memory: 64Mi}
+`, p, be.reg.URL(), int(buildsetTTL/time.Second), keyFile, certFile, service, issuer, env.MachineImage)
+	}, nil)
+	be.launcherEnv = le
+	srv := &web.Server{Source: le.l, Routes: le.l.Routes()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serving the launcher's HTTP: %v", err)
+		}
+	})
+	be.issuer, err = registrytoken.LoadIssuer(issuer, service, keyFile, certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if provider == "" {
+		t.Fatal("no provider")
+	}
+	return be
+}
+
+// allowPlainHTTP lets the dev cluster's containerd pull from the plain-HTTP
+// registry at host: a hosts.toml in the certs.d directory its CRI config
+// names (read at every pull; containerd is not restarted), removed when the
+// test ends. hack/devcluster writes the same for its own registry.
+func allowPlainHTTP(t *testing.T, env *testenv.Env, host string) {
+	t.Helper()
+	dir := filepath.Join(env.StateDir, "certs.d", host)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	hosts := fmt.Sprintf("server = %q\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+host, "http://"+host)
+	if err := os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// buildsetRequest submits a request for label with buildset bs and waits
+// for it; it returns the node and the function that returns it.
+func (be *buildsetEnv) buildsetRequest(t *testing.T, ctx context.Context, label, bs string) (string, map[string]any, func()) {
+	t.Helper()
+	id := be.zuul.submit([]string{label}, 100, map[string]any{"requestor_data": map[string]any{"build_set_uuid": bs, "job_name": "e2e-buildset"}})
+	req := be.zuul.waitRequest(ctx, id)
+	if req["state"] != "fulfilled" {
+		t.Fatalf("request %s (buildset %s) = %v, want fulfilled", id, bs, req)
+	}
+	nodes, ret := be.zuul.acceptNodes(id, req)
+	return req["nodes"].([]any)[0].(string), nodes[0], ret
+}
+
+// namespaceCredentials reads, with the node's own token, the registry
+// credentials in its namespace.
+func namespaceCredentials(t *testing.T, c kubernetes.Interface, namespace, registryHost string) authn.Basic {
+	t.Helper()
+	s, err := c.CoreV1().Secrets(namespace).Get(t.Context(), kube.RegistrySecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("reading the registry secret of %s with the node's token: %v", namespace, err)
+	}
+	if s.Type != corev1.SecretTypeDockerConfigJson {
+		t.Errorf("registry secret type %s, want %s", s.Type, corev1.SecretTypeDockerConfigJson)
+	}
+	var cfg struct {
+		Auths map[string]struct{ Username, Password string } `json:"auths"`
+	}
+	if err := json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
+		t.Fatalf("decoding the registry secret: %v", err)
+	}
+	a, ok := cfg.Auths[registryHost]
+	if !ok || a.Username == "" || a.Password == "" {
+		t.Fatalf("registry secret auths = %v, want credentials for %s", cfg.Auths, registryHost)
+	}
+	return authn.Basic{Username: a.Username, Password: a.Password}
+}
+
+// wantRefused checks that err is a 401 or 403 from the registry or its
+// token endpoint.
+func wantRefused(t *testing.T, what string, err error) {
+	t.Helper()
+	var terr *transport.Error
+	if !errors.As(err, &terr) || (terr.StatusCode != http.StatusUnauthorized && terr.StatusCode != http.StatusForbidden) {
+		t.Errorf("%s: %v, want 401 or 403 from the registry", what, err)
+	}
+}
+
+// TestBuildsetRegistry: a namespace node of buildset B gets credentials for
+// B's repositories; with them alone an image built in Go (the machine image
+// plus a marker layer) is pushed to B's repository; a pod in another
+// namespace node of B that names no image pull secret runs it; a node of
+// buildset C can pull neither with its pods nor with its credentials; a pod
+// node of B carries the docker config and KUBEPOOL_BUILDSET_REGISTRY; once
+// B's nodes are used and the ttl has passed, B's tags are gone and its
+// credentials get 401.
+func TestBuildsetRegistry(t *testing.T) {
+	be := startBuildsetLauncher(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	b, c := randHex(16), randHex(16)
+	host := be.reg.Host
+
+	parentID, parent, returnParent := be.buildsetRequest(t, ctx, "namespace", b)
+	if dd, _ := parent["driver_data"].(map[string]any); dd["buildset"] != b {
+		t.Errorf("node %s driver_data = %v, want buildset %s", parentID, parent["driver_data"], b)
+	}
+	parentNS := parent["external_id"].(string)
+	parentClient := nodeClient(t, parent)
+	creds := namespaceCredentials(t, parentClient, parentNS, host)
+	if sa, err := be.env.Client.CoreV1().ServiceAccounts(parentNS).Get(ctx, kube.DefaultServiceAccount, metav1.GetOptions{}); err != nil ||
+		len(sa.ImagePullSecrets) == 0 || sa.ImagePullSecrets[0].Name != kube.RegistrySecretName {
+		t.Errorf("default service account of %s: %v, %v; want image pull secret %s", parentNS, sa, err, kube.RegistrySecretName)
+	}
+
+	// Build: the machine image plus a layer with a marker file, pushed with
+	// the namespace's credentials only.
+	base, err := crane.Pull(be.env.MachineImage, crane.Insecure, crane.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("pulling the machine image: %v", err)
+	}
+	marker, err := crane.Layer(map[string][]byte{"kubepool-buildset-marker": []byte(b + "\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(base, marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appRef := fmt.Sprintf("%s/buildsets/%s/app:1", host, b)
+	ref, err := name.ParseReference(appRef, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithAuth(&creds)); err != nil {
+		t.Fatalf("pushing %s with buildset %s's credentials: %v", appRef, b, err)
+	}
+
+	// A child of B: its pods pull the image with no configuration.
+	_, child, returnChild := be.buildsetRequest(t, ctx, "namespace", b)
+	childNS := child["external_id"].(string)
+	childClient := nodeClient(t, child)
+	pod := markerPod(appRef)
+	if _, err := childClient.CoreV1().Pods(childNS).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating a pod with %s in %s with the node's token: %v", appRef, childNS, err)
+	}
+	if out := markerOutput(t, ctx, be.env.Client, childNS, pod.Name); strings.TrimSpace(out) != b {
+		t.Errorf("marker read in the pod of buildset %s's child = %q, want %q", b, out, b)
+	}
+
+	// Buildset C: its pods cannot pull B's image, its credentials get
+	// nothing of B's or of repositories outside the public ones.
+	_, other, returnOther := be.buildsetRequest(t, ctx, "namespace", c)
+	otherNS := other["external_id"].(string)
+	otherClient := nodeClient(t, other)
+	if _, err := otherClient.CoreV1().Pods(otherNS).Create(ctx, markerPod(appRef), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	reason := waitPullFailure(t, ctx, be.env.Client, otherNS, "marker")
+	if !strings.Contains(reason, "401") && !strings.Contains(reason, "403") && !strings.Contains(strings.ToLower(reason), "unauthorized") && !strings.Contains(strings.ToLower(reason), "denied") {
+		t.Errorf("pull of %s by buildset %s failed with %q, want the registry's refusal", appRef, c, reason)
+	}
+	otherCreds := namespaceCredentials(t, otherClient, otherNS, host)
+	_, err = remote.Get(ref, remote.WithContext(ctx), remote.WithAuth(&otherCreds))
+	wantRefused(t, "pulling B's image with C's credentials", err)
+	release, _ := name.ParseReference(host+"/release/app:1", name.Insecure)
+	err = remote.Write(release, img, remote.WithContext(ctx), remote.WithAuth(&otherCreds))
+	wantRefused(t, "pushing to a release repository with C's credentials", err)
+
+	// A pod node of B gets the docker config and where to push.
+	_, podNode, returnPod := be.buildsetRequest(t, ctx, "pod", b)
+	cp := podNode["connection_port"].(map[string]any)
+	p, err := be.env.Client.CoreV1().Pods(cp["namespace"].(string)).Get(ctx, cp["pod"].(string), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, e := range p.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	if want := host + "/buildsets/" + b; env[buildset.EnvRegistry] != want || env["DOCKER_CONFIG"] == "" || env["REGISTRY_AUTH_FILE"] == "" {
+		t.Errorf("pod node environment = %v, want %s=%s, DOCKER_CONFIG and REGISTRY_AUTH_FILE", env, buildset.EnvRegistry, want)
+	}
+
+	// Lifetime: C's node goes (C ends too); B's nodes go; a ttl later B's
+	// tags are gone and its credentials get 401 from the token endpoint.
+	returnOther()
+	returnPod()
+	returnChild()
+	if status, challenge := tokenStatus(t, ctx, be.tokenURL, creds, "repository:buildsets/"+b+"/app:pull"); status != http.StatusOK {
+		t.Errorf("token request with B's credentials while B has a node = %d (%s), want 200", status, challenge)
+	}
+	returnParent()
+	be.waitGone(t, parentID, parentNS)
+	registry := &buildset.Registry{URL: be.reg.URL(), Issuer: be.issuer}
+	err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		tags, err := registry.Tags(ctx, "buildsets/"+b+"/app")
+		return err == nil && len(tags) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("buildset %s's tags still there after its last node and the ttl: %v", b, err)
+	}
+	status, challenge := tokenStatus(t, ctx, be.tokenURL, creds, "repository:buildsets/"+b+"/app:pull")
+	if status != http.StatusUnauthorized || !strings.HasPrefix(challenge, "Basic realm=") {
+		t.Errorf("token request with ended buildset %s's credentials = %d, WWW-Authenticate %q; want 401 with a Basic challenge", b, status, challenge)
+	}
+	_, err = remote.Get(ref, remote.WithContext(ctx), remote.WithAuth(&creds))
+	wantRefused(t, "pulling with an ended buildset's credentials", err)
+}
+
+// markerPod runs image and prints the marker file.
+func markerPod(image string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "marker"},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{
+				Name: "marker", Image: image, Command: []string{"cat", "/kubepool-buildset-marker"},
+				Resources: corev1.ResourceRequirements{},
+			}},
+		},
+	}
+}
+
+// markerOutput waits for pod to succeed and returns its log.
+func markerOutput(t *testing.T, ctx context.Context, c kubernetes.Interface, namespace, pod string) string {
+	t.Helper()
+	var last *corev1.Pod
+	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := c.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		last = p
+		if p.Status.Phase == corev1.PodFailed {
+			return false, fmt.Errorf("pod %s/%s failed: %v", namespace, pod, p.Status)
+		}
+		return p.Status.Phase == corev1.PodSucceeded, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for pod %s/%s: %v (last status %+v)", namespace, pod, err, last.Status.ContainerStatuses)
+	}
+	rc, err := c.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{}).Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(rc)
+	return string(b)
+}
+
+// waitPullFailure waits until container of pod fails to pull its image and
+// returns the kubelet's message.
+func waitPullFailure(t *testing.T, ctx context.Context, c kubernetes.Interface, namespace, pod string) string {
+	t.Helper()
+	var msg string
+	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		p, err := c.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, s := range p.Status.ContainerStatuses {
+			if w := s.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") && w.Message != "" {
+				msg = w.Reason + ": " + w.Message
+				return true, nil
+			}
+			if s.State.Running != nil || s.State.Terminated != nil {
+				return false, fmt.Errorf("pod %s/%s ran: it pulled an image it may not", namespace, pod)
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for the pull of pod %s/%s to fail: %v", namespace, pod, err)
+	}
+	t.Logf("pull refused: %s", msg)
+	return msg
+}
+
+// tokenStatus asks the token endpoint for scope with creds and returns the
+// status and the WWW-Authenticate header.
+func tokenStatus(t *testing.T, ctx context.Context, url string, creds authn.Basic, scope string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"?scope="+scope, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(creds.Username, creds.Password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+}
