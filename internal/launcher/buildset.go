@@ -124,7 +124,8 @@ func (l *Launcher) withBuildset(ctx context.Context, pw *poolWorker, n *zk.Node,
 	reg := l.registries[pw.provider.Name]
 	dd := driverDataOf(n)
 	if reg == nil {
-		setDriverData(n, func(dd *driverData) { dd.Buildset = id })
+		shared := pw.pool.Label(firstType(n)).BuildsetShared
+		setDriverData(n, func(dd *driverData) { dd.Buildset, dd.Shared = id, shared })
 		return nil
 	}
 	if dd.BuildsetCredential != "" {
@@ -132,11 +133,18 @@ func (l *Launcher) withBuildset(ctx context.Context, pw *poolWorker, n *zk.Node,
 			return fmt.Errorf("revoking the earlier attempt's registry credential: %w", err)
 		}
 	}
-	creds, err := l.buildsetStore.NewCredentials(ctx, id, n.ID)
+	// A shared namespace's credentials are the namespace's, not its first
+	// node's: they live until the buildset ends.
+	shared := pw.pool.Label(firstType(n)).BuildsetShared
+	owner := n.ID
+	if shared {
+		owner = ""
+	}
+	creds, err := l.buildsetStore.NewCredentials(ctx, id, owner)
 	if err != nil {
 		return fmt.Errorf("making registry credentials for buildset %s: %w", id, err)
 	}
-	setDriverData(n, func(dd *driverData) { dd.Buildset, dd.BuildsetCredential = id, creds.ID })
+	setDriverData(n, func(dd *driverData) { dd.Buildset, dd.BuildsetCredential, dd.Shared = id, creds.ID, shared })
 	host := reg.cfg.Host()
 	cfg, err := buildset.DockerConfig(host, creds)
 	if err != nil {
@@ -194,12 +202,9 @@ func (l *Launcher) sweepBuildsets(ctx context.Context) {
 		if reg.sweeper == nil {
 			continue
 		}
-		res, err := reg.sweeper.Sweep(ctx, live)
-		if err != nil && ctx.Err() == nil {
+		// The sweeper logs each buildset it ends.
+		if _, err := reg.sweeper.Sweep(ctx, live); err != nil && ctx.Err() == nil {
 			l.log.Warn("buildset sweep", "provider", name, "err", err)
-		}
-		for _, id := range res.Deleted {
-			l.log.Info("buildset ended", "provider", name, "buildset", id)
 		}
 	}
 	l.revokeOrphans(ctx, nodes)

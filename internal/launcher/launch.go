@@ -22,6 +22,11 @@ import (
 // reason in driver_data, and the cleanup worker deletes it.
 func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk.Request) error {
 	label := pw.pool.Label(n.Type[0])
+	release, joined, err := l.joinShared(ctx, pw, label, n, r)
+	defer release()
+	if joined {
+		return err
+	}
 	attempts := max(pw.provider.LaunchRetries, 1)
 	// first is what went wrong first: a later attempt's error is often a
 	// consequence (the replacement pod does not fit while the failed one
@@ -128,6 +133,10 @@ type driverData struct {
 	// BuildsetCredential the id of its registry credential (buildset.go).
 	Buildset           string `json:"buildset,omitempty"`
 	BuildsetCredential string `json:"buildset_credential,omitempty"`
+	// Shared says the node's namespace is its buildset's shared one, and
+	// SharedWith names the node it joined, if it did not make it.
+	Shared     bool   `json:"shared,omitempty"`
+	SharedWith string `json:"shared_with,omitempty"`
 }
 
 const tokenExpiryKey = "token_expires"

@@ -109,6 +109,10 @@ type Launcher struct {
 	// buildsetStore and registries serve buildsets (buildset.go).
 	buildsetStore *buildset.Store
 	registries    map[string]*buildsetRegistry
+	// sharedMu and sharedKeys order shared buildset namespaces' joins
+	// and deletions (shared.go).
+	sharedMu   sync.Mutex
+	sharedKeys sync.Map
 }
 
 // nodesView returns the cached nodes plus the nodes this launcher created

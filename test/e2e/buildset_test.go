@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -80,6 +81,7 @@ func startBuildsetLauncher(t *testing.T) *buildsetEnv {
 labels:
   - name: namespace
   - name: pod
+  - name: shared
 providers:
   - name: %s
     driver: kubernetes
@@ -99,6 +101,7 @@ providers:
         labels:
           - {name: namespace, type: namespace}
           - {name: pod, type: pod, image: %s, cpu: 100m, memory: 64Mi}
+          - {name: shared, type: namespace, buildset-shared: true}
 `, p, be.reg.URL(), int(buildsetTTL/time.Second), keyFile, certFile, service, issuer, env.MachineImage)
 	}, nil)
 	be.launcherEnv = le
@@ -392,4 +395,73 @@ func tokenStatus(t *testing.T, ctx context.Context, url string, creds authn.Basi
 	}
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+}
+
+// TestBuildsetSharedNamespace: on a buildset-shared label, a parent and a
+// child of buildset B get the same namespace, each with a record and token
+// of its own; another buildset gets another one; the namespace survives the
+// parent's return while the child holds it and goes with the child. The
+// namespaces are labelled with their buildset and admit each other's
+// traffic by NetworkPolicy.
+func TestBuildsetSharedNamespace(t *testing.T) {
+	be := startBuildsetLauncher(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	defer cancel()
+	b, d := randHex(16), randHex(16)
+
+	parentID, parent, returnParent := be.buildsetRequest(t, ctx, "shared", b)
+	childID, child, returnChild := be.buildsetRequest(t, ctx, "shared", b)
+	_, other, returnOther := be.buildsetRequest(t, ctx, "shared", d)
+	ns := parent["external_id"].(string)
+	if child["external_id"] != ns {
+		t.Fatalf("child of buildset %s got namespace %v, want the parent's %s", b, child["external_id"], ns)
+	}
+	if other["external_id"] == ns {
+		t.Fatalf("buildset %s got buildset %s's namespace %s", d, b, ns)
+	}
+	parentToken := parent["connection_port"].(map[string]any)["token"]
+	if childToken := child["connection_port"].(map[string]any)["token"]; childToken == parentToken || childToken == "" {
+		t.Errorf("child's token is the parent's (or empty), want one of its own")
+	}
+	if dd, _ := child["driver_data"].(map[string]any); dd["shared_with"] != parentID {
+		t.Errorf("child driver_data = %v, want shared_with %s", child["driver_data"], parentID)
+	}
+
+	// The buildset's namespaces admit each other.
+	nsObj, err := be.env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nsObj.Labels[kube.LabelBuildset] != b {
+		t.Errorf("namespace %s labels = %v, want %s=%s", ns, nsObj.Labels, kube.LabelBuildset, b)
+	}
+	np, err := be.env.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, kube.PolicyName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admitted := false
+	for _, peer := range np.Spec.Ingress[0].From {
+		if peer.NamespaceSelector != nil && peer.NamespaceSelector.MatchLabels[kube.LabelBuildset] == b {
+			admitted = true
+		}
+	}
+	if !admitted {
+		t.Errorf("network policy of %s admits %+v, want the namespaces of buildset %s too", ns, np.Spec.Ingress, b)
+	}
+
+	// The parent goes, the namespace stays for the child, whose token still
+	// works.
+	returnParent()
+	be.waitGone(t, parentID, "")
+	childClient := nodeClient(t, child)
+	if _, err := childClient.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("child's token in shared namespace %s after the parent went: %v", ns, err)
+	}
+	if _, err := be.env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		t.Fatalf("shared namespace %s went with the parent while the child holds it", ns)
+	}
+	// With the child, it goes.
+	returnChild()
+	returnOther()
+	be.waitGone(t, childID, ns)
 }
