@@ -123,3 +123,52 @@ func (d *Driver) addPullSecret(ctx context.Context, namespace, sa, secret string
 func BuildsetPeer(id string) networkingv1.NetworkPolicyPeer {
 	return networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{LabelBuildset: LabelValue(id)}}}
 }
+
+// GrantBuildset gives an existing node namespace (a warm node handed to a
+// request of a buildset) what Create gives a new one for b: the buildset
+// label, the NetworkPolicy peer, and, with b.DockerConfig, the registry
+// Secret in the imagePullSecrets of the node's and the default service
+// accounts (namespace nodes; a running pod cannot mount it: a pod node's
+// namespace gets the Secret only).
+func (d *Driver) GrantBuildset(ctx context.Context, namespace string, kind Kind, b *BuildsetAccess) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{LabelBuildset: LabelValue(b.ID)}}})
+	if err != nil {
+		return err
+	}
+	if _, err := d.Client.CoreV1().Namespaces().Patch(ctx, namespace, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("labelling namespace %s with its buildset: %w", namespace, err)
+	}
+	if !d.WithoutPolicy {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			np, err := d.Client.NetworkingV1().NetworkPolicies(namespace).Get(ctx, PolicyName, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if len(np.Spec.Ingress) == 0 {
+				return nil // admits nothing from outside: leave it
+			}
+			np.Spec.Ingress[0].From = append(np.Spec.Ingress[0].From, BuildsetPeer(b.ID))
+			_, err = d.Client.NetworkingV1().NetworkPolicies(namespace).Update(ctx, np, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("admitting buildset %s to namespace %s: %w", b.ID, namespace, err)
+		}
+	}
+	if len(b.DockerConfig) == 0 {
+		return nil
+	}
+	meta := metav1.ObjectMeta{Name: RegistrySecretName, Namespace: namespace}
+	if _, err := d.Client.CoreV1().Secrets(namespace).Create(ctx, registrySecret(meta, b.DockerConfig), metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating registry secret %s/%s: %w", namespace, meta.Name, err)
+	}
+	if kind == KindPod {
+		return nil
+	}
+	for _, sa := range []string{ServiceAccountName, DefaultServiceAccount} {
+		if err := d.addPullSecret(ctx, namespace, sa, RegistrySecretName); err != nil {
+			return err
+		}
+	}
+	return nil
+}

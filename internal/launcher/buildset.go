@@ -32,7 +32,7 @@ const tokenRealm = "kubepool buildset registry"
 // orphanAge is how old a credential whose node is gone must be before the
 // launcher revokes it: a credential is made just before its node's record
 // shows it.
-const orphanAge = 2 * time.Minute
+var orphanAge = 2 * time.Minute
 
 // buildsetRegistry is one provider's buildset registry.
 type buildsetRegistry struct {
@@ -115,6 +115,9 @@ func requestBuildset(r *zk.Request) string {
 func (l *Launcher) withBuildset(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk.Request, res *kube.Resource) error {
 	id := requestBuildset(r)
 	if id == "" {
+		if r == nil {
+			return nil // a min-ready node: no request, no buildset
+		}
 		if bs, _ := r.RequestorData["build_set_uuid"].(string); bs != "" {
 			l.log.Warn("request's build_set_uuid cannot name repositories: the node gets no buildset", "node", n.ID, "request", r.ID, "build_set_uuid", bs)
 		}
@@ -155,6 +158,50 @@ func (l *Launcher) withBuildset(ctx context.Context, pw *poolWorker, n *zk.Node,
 		return nodepod.AddBuildsetRegistry(&res.Pod, nodepod.BuildsetRegistry{Secret: res.RegistrySecret(), Path: reg.policy.RegistryPath(host, id)})
 	}
 	return nil
+}
+
+// buildsetGranter is what a driver does for a warm node handed to a
+// request of a buildset (*kube.Driver does).
+type buildsetGranter interface {
+	GrantBuildset(ctx context.Context, namespace string, kind kube.Kind, b *kube.BuildsetAccess) error
+}
+
+// grantWarm gives warm node n, handed to request r, what a node launched
+// for r's buildset gets, as far as a running node can: the buildset on its
+// record and namespace, and registry credentials in its namespace (in its
+// service accounts' imagePullSecrets for a namespace node; a pod node's
+// running pod cannot mount them, its namespace has the Secret). Warm nodes
+// never join or become a shared buildset namespace.
+func (l *Launcher) grantWarm(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk.Request) error {
+	id := requestBuildset(r)
+	if id == "" || driverDataOf(n).Buildset != "" || pw.inProject() {
+		return nil
+	}
+	g, ok := pw.driver.(buildsetGranter)
+	if !ok {
+		return nil
+	}
+	kind := kube.KindNamespace
+	if n.ConnectionType == zk.ConnectionKubectl {
+		kind = kube.KindPod
+	}
+	access := &kube.BuildsetAccess{ID: id}
+	if reg := l.registries[pw.provider.Name]; reg != nil {
+		creds, err := l.buildsetStore.NewCredentials(ctx, id, n.ID)
+		if err != nil {
+			return fmt.Errorf("making registry credentials for buildset %s: %w", id, err)
+		}
+		if access.DockerConfig, err = buildset.DockerConfig(reg.cfg.Host(), creds); err != nil {
+			return err
+		}
+		setDriverData(n, func(dd *driverData) { dd.BuildsetCredential = creds.ID })
+	}
+	if err := g.GrantBuildset(ctx, n.ExternalID, kind, access); err != nil {
+		l.metrics.KubeErrors.WithLabelValues("buildset").Inc()
+		return err
+	}
+	setDriverData(n, func(dd *driverData) { dd.Buildset = id })
+	return l.zk.UpdateNode(ctx, n)
 }
 
 // buildsetInterval is how often the buildset sweep runs: a quarter of the

@@ -48,7 +48,7 @@ type buildsetEnv struct {
 // buildset end.
 const buildsetTTL = 4 * time.Second
 
-func startBuildsetLauncher(t *testing.T) *buildsetEnv {
+func startBuildsetLauncher(t *testing.T, warm int) *buildsetEnv {
 	t.Helper()
 	keyPEM, certPEM, err := registrytoken.GenerateKey("kubepool e2e buildsets", time.Hour)
 	if err != nil {
@@ -82,6 +82,8 @@ labels:
   - name: namespace
   - name: pod
   - name: shared
+  - name: warm
+    min-ready: %d
 providers:
   - name: %s
     driver: kubernetes
@@ -102,7 +104,8 @@ providers:
           - {name: namespace, type: namespace}
           - {name: pod, type: pod, image: %s, cpu: 100m, memory: 64Mi}
           - {name: shared, type: namespace, buildset-shared: true}
-`, p, be.reg.URL(), int(buildsetTTL/time.Second), keyFile, certFile, service, issuer, env.MachineImage)
+          - {name: warm, type: namespace}
+`, warm, p, be.reg.URL(), int(buildsetTTL/time.Second), keyFile, certFile, service, issuer, env.MachineImage)
 	}, nil)
 	be.launcherEnv = le
 	srv := &web.Server{Source: le.l, Routes: le.l.Routes()}
@@ -198,7 +201,7 @@ func wantRefused(t *testing.T, what string, err error) {
 // B's nodes are used and the ttl has passed, B's tags are gone and its
 // credentials get 401.
 func TestBuildsetRegistry(t *testing.T) {
-	be := startBuildsetLauncher(t)
+	be := startBuildsetLauncher(t, 0)
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	b, c := randHex(16), randHex(16)
@@ -404,7 +407,7 @@ func tokenStatus(t *testing.T, ctx context.Context, url string, creds authn.Basi
 // namespaces are labelled with their buildset and admit each other's
 // traffic by NetworkPolicy.
 func TestBuildsetSharedNamespace(t *testing.T) {
-	be := startBuildsetLauncher(t)
+	be := startBuildsetLauncher(t, 0)
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 	b, d := randHex(16), randHex(16)
@@ -464,4 +467,65 @@ func TestBuildsetSharedNamespace(t *testing.T) {
 	returnChild()
 	returnOther()
 	be.waitGone(t, childID, ns)
+}
+
+// TestBuildsetWarmNamespace: a warm (min-ready) namespace node handed to a
+// request of buildset B gets B's label, NetworkPolicy peer and registry
+// credentials in its service accounts, as a node launched for B does.
+func TestBuildsetWarmNamespace(t *testing.T) {
+	be := startBuildsetLauncher(t, 1)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	// Wait for the warm node.
+	var warmID string
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		nodes, err := be.zk.ListNodeRecords(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, n := range nodes {
+			if n.State == "ready" && n.AllocatedTo == "" {
+				warmID = n.ID
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for a warm node: %v", err)
+	}
+	b := randHex(16)
+	id, node, ret := be.buildsetRequest(t, ctx, "warm", b)
+	defer ret()
+	if id != warmID {
+		t.Fatalf("request got node %s, want the warm node %s", id, warmID)
+	}
+	ns := node["external_id"].(string)
+	owned, err := be.env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created := owned.CreationTimestamp.Time; owned.Labels[kube.LabelBuildset] != b {
+		t.Errorf("warm node %s's namespace %s (created %v) labels = %v, want %s=%s", id, ns, created, owned.Labels, kube.LabelBuildset, b)
+	}
+	if dd, _ := node["driver_data"].(map[string]any); dd["buildset"] != b {
+		t.Errorf("warm node %s driver_data = %v, want buildset %s", id, node["driver_data"], b)
+	}
+	creds := namespaceCredentials(t, nodeClient(t, node), ns, be.reg.Host)
+	if status, _ := tokenStatus(t, ctx, be.tokenURL, creds, "repository:buildsets/"+b+"/app:push,pull"); status != http.StatusOK {
+		t.Errorf("token with the warm node's credentials = %d, want 200", status)
+	}
+	for _, sa := range []string{kube.ServiceAccountName, kube.DefaultServiceAccount} {
+		obj, err := be.env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, sa, metav1.GetOptions{})
+		if err != nil || len(obj.ImagePullSecrets) == 0 || obj.ImagePullSecrets[len(obj.ImagePullSecrets)-1].Name != kube.RegistrySecretName {
+			t.Errorf("service account %s/%s = %v, %v; want image pull secret %s", ns, sa, obj, err, kube.RegistrySecretName)
+		}
+	}
+	np, err := be.env.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, kube.PolicyName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if from := np.Spec.Ingress[0].From; len(from) < 2 || from[len(from)-1].NamespaceSelector == nil {
+		t.Errorf("warm node's network policy ingress = %+v, want buildset %s's namespaces admitted", np.Spec.Ingress, b)
+	}
 }
