@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/kubepool/kubepool/internal/registrytoken"
 	"github.com/kubepool/kubepool/internal/testenv"
 	"github.com/kubepool/kubepool/internal/web"
+	"github.com/kubepool/kubepool/internal/zk"
 )
 
 // buildsetEnv is a launcher whose provider has a buildset-registry: a
@@ -48,36 +50,41 @@ type buildsetEnv struct {
 // buildset end.
 const buildsetTTL = 4 * time.Second
 
-func startBuildsetLauncher(t *testing.T, warm int) *buildsetEnv {
+// buildsetFiles are a token key and certificate, written for the test.
+type buildsetFiles struct{ key, cert string }
+
+const buildsetService, buildsetIssuer = "kubepool-e2e-registry", "kubepool-e2e"
+
+func newBuildsetFiles(t *testing.T) buildsetFiles {
 	t.Helper()
 	keyPEM, certPEM, err := registrytoken.GenerateKey("kubepool e2e buildsets", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	keyFile, certFile := filepath.Join(dir, "token.key"), filepath.Join(dir, "token.crt")
-	for f, b := range map[string][]byte{keyFile: keyPEM, certFile: certPEM} {
-		if err := os.WriteFile(f, b, 0o600); err != nil {
+	f := buildsetFiles{key: filepath.Join(dir, "token.key"), cert: filepath.Join(dir, "token.crt")}
+	for name, b := range map[string][]byte{f.key: keyPEM, f.cert: certPEM} {
+		if err := os.WriteFile(name, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// The launcher's listener first: it is the registry's realm. The realm
-	// names it by host name (containerd and go-containerregistry reach it
-	// from this machine; go-containerregistry refuses private IP literals).
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	be := &buildsetEnv{}
-	const service, issuer = "kubepool-e2e-registry", "kubepool-e2e"
-	var provider string
-	le := startLauncherWith(t, func(env *testenv.Env, servers, p string) string {
-		provider = p
-		be.tokenURL = fmt.Sprintf("http://localhost:%d%s", port, launcher.TokenPath(p))
-		be.reg = testenv.Registry(t, testenv.WithTokenAuth(testenv.TokenAuth{Realm: be.tokenURL, Service: service, Issuer: issuer, RootCertBundle: certFile}))
-		allowPlainHTTP(t, env, be.reg.Host)
-		return zkServersYAML(servers) + fmt.Sprintf(`
+	return f
+}
+
+// buildsetRegistry starts the token-auth registry whose realm is the token
+// endpoint of provider on a launcher listening on port. The realm names the
+// launcher by host name (containerd and go-containerregistry reach it from
+// this machine; go-containerregistry refuses private IP literals).
+func buildsetRegistry(t *testing.T, f buildsetFiles, port int, provider string) (*testenv.RegistryServer, string) {
+	t.Helper()
+	tokenURL := fmt.Sprintf("http://localhost:%d%s", port, launcher.TokenPath(provider))
+	reg := testenv.Registry(t, testenv.WithTokenAuth(testenv.TokenAuth{Realm: tokenURL, Service: buildsetService, Issuer: buildsetIssuer, RootCertBundle: f.cert}))
+	return reg, tokenURL
+}
+
+// buildsetLauncherConfig is the launcher config of the buildset tests.
+func buildsetLauncherConfig(env *testenv.Env, servers, provider string, reg *testenv.RegistryServer, f buildsetFiles, ttl time.Duration, warm int) string {
+	return zkServersYAML(servers) + fmt.Sprintf(`
 labels:
   - name: namespace
   - name: pod
@@ -105,7 +112,23 @@ providers:
           - {name: pod, type: pod, image: %s, cpu: 100m, memory: 64Mi}
           - {name: shared, type: namespace, buildset-shared: true}
           - {name: warm, type: namespace}
-`, warm, p, be.reg.URL(), int(buildsetTTL/time.Second), keyFile, certFile, service, issuer, env.MachineImage)
+`, warm, provider, reg.URL(), int(ttl/time.Second), f.key, f.cert, buildsetService, buildsetIssuer, env.MachineImage)
+}
+
+func startBuildsetLauncher(t *testing.T, warm int) *buildsetEnv {
+	t.Helper()
+	f := newBuildsetFiles(t)
+	// The launcher's listener first: it is the registry's realm.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	be := &buildsetEnv{}
+	le := startLauncherWith(t, func(env *testenv.Env, servers, p string) string {
+		be.reg, be.tokenURL = buildsetRegistry(t, f, port, p)
+		allowPlainHTTP(t, env, be.reg.Host)
+		return buildsetLauncherConfig(env, servers, p, be.reg, f, buildsetTTL, warm)
 	}, nil)
 	be.launcherEnv = le
 	srv := &web.Server{Source: le.l, Routes: le.l.Routes()}
@@ -118,12 +141,9 @@ providers:
 			t.Errorf("serving the launcher's HTTP: %v", err)
 		}
 	})
-	be.issuer, err = registrytoken.LoadIssuer(issuer, service, keyFile, certFile)
+	be.issuer, err = registrytoken.LoadIssuer(buildsetIssuer, buildsetService, f.key, f.cert)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if provider == "" {
-		t.Fatal("no provider")
 	}
 	return be
 }
@@ -528,4 +548,129 @@ func TestBuildsetWarmNamespace(t *testing.T) {
 	if from := np.Spec.Ingress[0].From; len(from) < 2 || from[len(from)-1].NamespaceSelector == nil {
 		t.Errorf("warm node's network policy ingress = %+v, want buildset %s's namespaces admitted", np.Spec.Ingress, b)
 	}
+}
+
+// TestBuildsetLifetimeKill: B's last node is used; the launcher process is
+// SIGKILLed before the ttl has passed and another is started in its place:
+// B's tags still go once the ttl has passed, and B's credentials get 401
+// from the new launcher's token endpoint.
+func TestBuildsetLifetimeKill(t *testing.T) {
+	env := testenv.Cluster(t)
+	bin := kubepoolBinary(t)
+	provider := "e2e-" + randHex(3)
+	servers := env.ZooKeeper + "/kubepool-e2e-" + randHex(4)
+	f := newBuildsetFiles(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // the launcher processes listen there
+	reg, tokenURL := buildsetRegistry(t, f, port, provider)
+	const ttl = 10 * time.Second
+	cfg := filepath.Join(t.TempDir(), "nodepool.yaml")
+	if err := os.WriteFile(cfg, []byte(buildsetLauncherConfig(env, servers, provider, reg, f, ttl, 0)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	zkc, err := zk.Connect(ctx, servers, zk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zkc.Close()
+	t.Cleanup(func() {
+		d, err := kube.NewDriver(env.RESTConfig)
+		if err != nil {
+			return
+		}
+		owned, _ := d.List(context.Background(), provider)
+		for _, o := range owned {
+			_ = d.Delete(context.Background(), o.Namespace, false)
+		}
+	})
+	z := newZuul(t, servers)
+	a := startLauncherProcess(t, bin, cfg, env.Kubeconfig, "launcher-a", "--listen", listen)
+
+	b := randHex(16)
+	id := z.submit([]string{"namespace"}, 100, map[string]any{"requestor_data": map[string]any{"build_set_uuid": b}})
+	req := z.waitRequest(ctx, id)
+	if req["state"] != "fulfilled" {
+		t.Fatalf("request %s = %v, want fulfilled", id, req)
+	}
+	nodes, ret := z.acceptNodes(id, req)
+	nodeID := req["nodes"].([]any)[0].(string)
+	ns := nodes[0]["external_id"].(string)
+	creds := namespaceCredentials(t, nodeClient(t, nodes[0]), ns, reg.Host)
+	ref, err := name.ParseReference(reg.Host+"/buildsets/"+b+"/app:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := crane.Image(map[string][]byte{"marker": []byte(b)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithAuth(&creds)); err != nil {
+		t.Fatalf("pushing with buildset %s's credentials through launcher a's token endpoint: %v", b, err)
+	}
+
+	// The last node goes; launcher a dies before the ttl has passed.
+	nodesChanged := zkc.WatchNodes(ctx)
+	ret()
+	for {
+		if _, err := zkc.GetNode(ctx, nodeID); errors.Is(err, zk.ErrNoNode) {
+			break
+		}
+		select {
+		case <-nodesChanged:
+		case <-ctx.Done():
+			t.Fatalf("node %s not deleted: %v", nodeID, ctx.Err())
+		}
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	registry := &buildset.Registry{URL: reg.URL()}
+	registry.Issuer, err = registrytoken.LoadIssuer(buildsetIssuer, buildsetService, f.key, f.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tags, err := registry.Tags(ctx, "buildsets/"+b+"/app"); err != nil || len(tags) != 1 {
+		t.Fatalf("tags of buildset %s right after its last node went = %v, %v; want [1] (the ttl is %v)", b, tags, err, ttl)
+	}
+
+	// Another launcher finishes the job.
+	startLauncherProcess(t, bin, cfg, env.Kubeconfig, "launcher-b", "--listen", listen)
+	err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		tags, err := registry.Tags(ctx, "buildsets/"+b+"/app")
+		return err == nil && len(tags) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("buildset %s's tags still there with launcher b: %v", b, err)
+	}
+	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		status, _ := tokenStatusErr(ctx, tokenURL, creds, "repository:buildsets/"+b+"/app:pull")
+		return status == http.StatusUnauthorized, nil
+	})
+	if err != nil {
+		t.Errorf("buildset %s's credentials at launcher b's token endpoint: want 401: %v", b, err)
+	}
+}
+
+// tokenStatusErr is tokenStatus for use in a poll: connection errors (the
+// launcher not listening yet) are status 0.
+func tokenStatusErr(ctx context.Context, url string, creds authn.Basic, scope string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"?scope="+scope, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.SetBasicAuth(creds.Username, creds.Password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
