@@ -55,7 +55,7 @@ type buildsetFiles struct{ key, cert string }
 
 const buildsetService, buildsetIssuer = "kubepool-e2e-registry", "kubepool-e2e"
 
-func newBuildsetFiles(t *testing.T) buildsetFiles {
+func newBuildsetFiles(t testing.TB) buildsetFiles {
 	t.Helper()
 	keyPEM, certPEM, err := registrytoken.GenerateKey("kubepool e2e buildsets", time.Hour)
 	if err != nil {
@@ -75,7 +75,7 @@ func newBuildsetFiles(t *testing.T) buildsetFiles {
 // endpoint of provider on a launcher listening on port. The realm names the
 // launcher by host name (containerd and go-containerregistry reach it from
 // this machine; go-containerregistry refuses private IP literals).
-func buildsetRegistry(t *testing.T, f buildsetFiles, port int, provider string) (*testenv.RegistryServer, string) {
+func buildsetRegistry(t testing.TB, f buildsetFiles, port int, provider string) (*testenv.RegistryServer, string) {
 	t.Helper()
 	tokenURL := fmt.Sprintf("http://localhost:%d%s", port, launcher.TokenPath(provider))
 	reg := testenv.Registry(t, testenv.WithTokenAuth(testenv.TokenAuth{Realm: tokenURL, Service: buildsetService, Issuer: buildsetIssuer, RootCertBundle: f.cert}))
@@ -115,7 +115,7 @@ providers:
 `, warm, provider, reg.URL(), int(ttl/time.Second), f.key, f.cert, buildsetService, buildsetIssuer, env.MachineImage)
 }
 
-func startBuildsetLauncher(t *testing.T, warm int) *buildsetEnv {
+func startBuildsetLauncher(t testing.TB, warm int) *buildsetEnv {
 	t.Helper()
 	f := newBuildsetFiles(t)
 	// The launcher's listener first: it is the registry's realm.
@@ -152,7 +152,7 @@ func startBuildsetLauncher(t *testing.T, warm int) *buildsetEnv {
 // registry at host: a hosts.toml in the certs.d directory its CRI config
 // names (read at every pull; containerd is not restarted), removed when the
 // test ends. hack/devcluster writes the same for its own registry.
-func allowPlainHTTP(t *testing.T, env *testenv.Env, host string) {
+func allowPlainHTTP(t testing.TB, env *testenv.Env, host string) {
 	t.Helper()
 	dir := filepath.Join(env.StateDir, "certs.d", host)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
