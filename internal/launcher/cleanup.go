@@ -296,6 +296,12 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 	// finishes deleting it, and the leak sweep covers what it would not.
 	// A buildset's shared namespace stays while another node uses it.
 	ownNamespace := n.ExternalID != "" && !l.namespaceShared(ctx, n)
+	if !ownNamespace {
+		if err := l.revokeSharedToken(ctx, pw, n); err != nil {
+			l.log.Warn("revoking the token of a node leaving a shared namespace; will retry", "node", id, "namespace", n.ExternalID, "err", err)
+			return
+		}
+	}
 	if ownNamespace {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		var err error

@@ -56,6 +56,9 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 			cancel()
 		}
 		if err == nil {
+			err = l.sharedToken(ctx, pw, n, conn) // a shared namespace's first node
+		}
+		if err == nil {
 			l.setConnection(n, pw, label, conn)
 			setDriverData(n, func(dd *driverData) { dd.Waiting = "" })
 			n.SetState(zk.NodeReady)

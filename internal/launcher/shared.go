@@ -72,8 +72,7 @@ func (l *Launcher) joinShared(ctx context.Context, pw *poolWorker, label *config
 	start := time.Now()
 	ca, _ := base64.StdEncoding.DecodeString(kc.CACert)
 	conn := &kube.Connection{Host: kc.Host, CAData: ca, SkipTLS: kc.SkipTLS, Namespace: kc.Namespace, User: kc.User}
-	if err := pw.driver.RefreshToken(ctx, conn); err != nil {
-		l.metrics.KubeErrors.WithLabelValues("token").Inc()
+	if err := l.sharedToken(ctx, pw, n, conn); err != nil {
 		return func() {}, true, l.failShared(ctx, label, n, fmt.Errorf("token for node %s in shared namespace %s: %w", n.ID, kc.Namespace, err))
 	}
 	l.setConnection(n, pw, label, conn)
@@ -158,4 +157,41 @@ func (l *Launcher) lockSharedKey(key string) func() {
 	mu.Lock()
 	var once sync.Once
 	return func() { once.Do(mu.Unlock) }
+}
+
+// nodeTokener gives nodes of a shared namespace tokens that can be revoked
+// one by one (*kube.Driver does).
+type nodeTokener interface {
+	NodeToken(ctx context.Context, conn *kube.Connection, node string) error
+	RevokeNodeToken(ctx context.Context, namespace, node string) error
+}
+
+// sharedToken gives n, a node of a shared namespace, a token of its own
+// that revokeSharedToken ends when n goes while the namespace stays; for a
+// node that is not shared it does nothing (its token ends with its
+// namespace).
+func (l *Launcher) sharedToken(ctx context.Context, pw *poolWorker, n *zk.Node, conn *kube.Connection) error {
+	if !driverDataOf(n).Shared {
+		return nil
+	}
+	var err error
+	if nt, ok := pw.driver.(nodeTokener); ok {
+		err = nt.NodeToken(ctx, conn, n.ID)
+	} else {
+		err = pw.driver.RefreshToken(ctx, conn)
+	}
+	if err != nil {
+		l.metrics.KubeErrors.WithLabelValues("token").Inc()
+	}
+	return err
+}
+
+// revokeSharedToken ends the token of n, a node leaving a shared namespace
+// that stays.
+func (l *Launcher) revokeSharedToken(ctx context.Context, pw *poolWorker, n *zk.Node) error {
+	nt, ok := pw.driver.(nodeTokener)
+	if !ok || !driverDataOf(n).Shared || n.ExternalID == "" {
+		return nil
+	}
+	return nt.RevokeNodeToken(ctx, n.ExternalID, n.ID)
 }

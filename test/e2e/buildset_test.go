@@ -483,6 +483,17 @@ func TestBuildsetSharedNamespace(t *testing.T) {
 	if _, err := be.env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		t.Fatalf("shared namespace %s went with the parent while the child holds it", ns)
 	}
+	// The parent's own token ended with it.
+	parentClient := nodeClient(t, parent)
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer rcancel()
+	err = wait.PollUntilContextCancel(rctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		_, err := parentClient.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		return apierrors.IsUnauthorized(err), nil
+	})
+	if err != nil {
+		t.Errorf("the used parent's token still works in shared namespace %s: %v", ns, err)
+	}
 	// With the child, it goes.
 	returnChild()
 	returnOther()
