@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
@@ -272,6 +273,14 @@ func TestBuildsetRegistry(t *testing.T) {
 	}
 	if out := markerOutput(t, ctx, be.env.Client, childNS, pod.Name); strings.TrimSpace(out) != b {
 		t.Errorf("marker read in the pod of buildset %s's child = %q, want %q", b, out, b)
+	}
+
+	// The image serves in the child's namespace behind a Service; a pod in
+	// the parent's namespace (B's too) reaches it by its DNS name.
+	if clusterDNS(t, ctx, be.env) {
+		serveAndFetch(t, ctx, be.env.Client, childClient, parentClient, childNS, parentNS, appRef, b)
+	} else {
+		t.Log("the dev cluster's kubelet has no clusterDNS (started before hack/devcluster ran CoreDNS): the Service part is not run")
 	}
 
 	// Buildset C: its pods cannot pull B's image, its credentials get
@@ -684,4 +693,75 @@ func tokenStatusErr(ctx context.Context, url string, creds authn.Basic, scope st
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// clusterDNS reports whether the dev cluster's kubelet gives pods a cluster
+// DNS resolver (its configz has clusterDNS).
+func clusterDNS(t *testing.T, ctx context.Context, env *testenv.Env) bool {
+	t.Helper()
+	raw, err := env.Client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", env.Node, "proxy", "configz").DoRaw(ctx)
+	if err != nil {
+		t.Logf("reading the kubelet's configz: %v", err)
+		return false
+	}
+	var cfg struct {
+		KubeletConfig struct {
+			ClusterDNS []string `json:"clusterDNS"`
+		} `json:"kubeletconfig"`
+	}
+	return json.Unmarshal(raw, &cfg) == nil && len(cfg.KubeletConfig.ClusterDNS) > 0
+}
+
+// serveAndFetch runs image as a web server in namespace server behind a
+// Service "app", fetches the marker from a pod in namespace client by the
+// Service's DNS name, and checks it is marker.
+func serveAndFetch(t *testing.T, ctx context.Context, admin, serverClient, clientClient kubernetes.Interface, serverNS, clientNS, appRef, marker string) {
+	t.Helper()
+	server := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "app", Labels: map[string]string{"app": "app"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "app", Image: appRef,
+			Command: []string{"python3", "-m", "http.server", "8080", "--directory", "/"},
+			Ports:   []corev1.ContainerPort{{ContainerPort: 8080}},
+		}}},
+	}
+	if _, err := serverClient.CoreV1().Pods(serverNS).Create(ctx, server, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating the server pod: %v", err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "app"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "app"}, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}
+	if _, err := serverClient.CoreV1().Services(serverNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating the Service: %v", err)
+	}
+	url := "http://app." + serverNS + ".svc.cluster.local/kubepool-buildset-marker"
+	fetch := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "fetch"},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{
+				Name: "fetch", Image: appRef,
+				Command: []string{"python3", "-c", `import sys, time, urllib.request
+deadline = time.time() + 90
+while True:
+    try:
+        print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip(), flush=True)
+        break
+    except Exception as e:
+        if time.time() > deadline:
+            print("FAILED", e, flush=True)
+            sys.exit(1)
+        time.sleep(0.5)
+`, url},
+			}},
+		},
+	}
+	if _, err := clientClient.CoreV1().Pods(clientNS).Create(ctx, fetch, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating the client pod in %s: %v", clientNS, err)
+	}
+	if out := markerOutput(t, ctx, admin, clientNS, "fetch"); strings.TrimSpace(out) != marker {
+		t.Errorf("%s from namespace %s = %q, want %q", url, clientNS, out, marker)
+	}
+
 }
