@@ -129,6 +129,7 @@ func startBuildsetLauncher(t testing.TB, warm int) *buildsetEnv {
 	le := startLauncherWith(t, func(env *testenv.Env, servers, p string) string {
 		be.reg, be.tokenURL = buildsetRegistry(t, f, port, p)
 		allowPlainHTTP(t, env, be.reg.Host)
+		t.Cleanup(func() { removeImages(t, env, be.reg.Host) })
 		return buildsetLauncherConfig(env, servers, p, be.reg, f, buildsetTTL, warm)
 	}, nil)
 	be.launcherEnv = le
@@ -181,7 +182,7 @@ func (be *buildsetEnv) buildsetRequest(t *testing.T, ctx context.Context, label,
 
 // namespaceCredentials reads, with the node's own token, the registry
 // credentials in its namespace.
-func namespaceCredentials(t *testing.T, c kubernetes.Interface, namespace, registryHost string) authn.Basic {
+func namespaceCredentials(t testing.TB, c kubernetes.Interface, namespace, registryHost string) authn.Basic {
 	t.Helper()
 	s, err := c.CoreV1().Secrets(namespace).Get(t.Context(), kube.RegistrySecretName, metav1.GetOptions{})
 	if err != nil {
