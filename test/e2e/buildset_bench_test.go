@@ -48,8 +48,8 @@ func BenchmarkBuildsetLaunch(b *testing.B) {
 						data["build_set_uuid"] = randHex(16)
 					}
 					start := time.Now()
-					id := be.zuul.submit([]string{bc.label}, 100, map[string]any{"requestor_data": data})
-					req := be.zuul.waitRequest(ctx, id)
+					id := be.zuul.Submit([]string{bc.label}, 100, map[string]any{"requestor_data": data})
+					req := be.zuul.WaitRequest(ctx, id)
 					took := time.Since(start)
 					if req["state"] != "fulfilled" {
 						b.Fatalf("request %s = %v, want fulfilled", id, req["state"])
@@ -59,7 +59,7 @@ func BenchmarkBuildsetLaunch(b *testing.B) {
 					} else {
 						plain = append(plain, took)
 					}
-					nodes, ret := be.zuul.acceptNodes(id, req)
+					nodes, ret := be.zuul.AcceptNodes(id, req)
 					ret()
 					be.waitGone(b, req["nodes"].([]any)[0].(string), nodes[0]["external_id"].(string))
 				}
@@ -92,12 +92,12 @@ func BenchmarkBuildsetPull(b *testing.B) {
 	ctx, cancel := context.WithTimeout(b.Context(), 20*time.Minute)
 	defer cancel()
 	bs := randHex(16)
-	id := be.zuul.submit([]string{"namespace"}, 100, map[string]any{"requestor_data": map[string]any{"build_set_uuid": bs}})
-	req := be.zuul.waitRequest(ctx, id)
+	id := be.zuul.Submit([]string{"namespace"}, 100, map[string]any{"requestor_data": map[string]any{"build_set_uuid": bs}})
+	req := be.zuul.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		b.Fatalf("request %s = %v", id, req["state"])
 	}
-	nodes, ret := be.zuul.acceptNodes(id, req)
+	nodes, ret := be.zuul.AcceptNodes(id, req)
 	defer ret()
 	ns := nodes[0]["external_id"].(string)
 	client := be.env.Client // who creates the pods does not matter here

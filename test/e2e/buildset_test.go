@@ -171,12 +171,12 @@ func allowPlainHTTP(t testing.TB, env *testenv.Env, host string) {
 // for it; it returns the node and the function that returns it.
 func (be *buildsetEnv) buildsetRequest(t *testing.T, ctx context.Context, label, bs string) (string, map[string]any, func()) {
 	t.Helper()
-	id := be.zuul.submit([]string{label}, 100, map[string]any{"requestor_data": map[string]any{"build_set_uuid": bs, "job_name": "e2e-buildset"}})
-	req := be.zuul.waitRequest(ctx, id)
+	id := be.zuul.Submit([]string{label}, 100, map[string]any{"requestor_data": map[string]any{"build_set_uuid": bs, "job_name": "e2e-buildset"}})
+	req := be.zuul.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request %s (buildset %s) = %v, want fulfilled", id, bs, req)
 	}
-	nodes, ret := be.zuul.acceptNodes(id, req)
+	nodes, ret := be.zuul.AcceptNodes(id, req)
 	return req["nodes"].([]any)[0].(string), nodes[0], ret
 }
 
@@ -615,12 +615,12 @@ func TestBuildsetLifetimeKill(t *testing.T) {
 	a := startLauncherProcess(t, bin, cfg, env.Kubeconfig, "launcher-a", "--listen", listen)
 
 	b := randHex(16)
-	id := z.submit([]string{"namespace"}, 100, map[string]any{"requestor_data": map[string]any{"build_set_uuid": b}})
-	req := z.waitRequest(ctx, id)
+	id := z.Submit([]string{"namespace"}, 100, map[string]any{"requestor_data": map[string]any{"build_set_uuid": b}})
+	req := z.WaitRequest(ctx, id)
 	if req["state"] != "fulfilled" {
 		t.Fatalf("request %s = %v, want fulfilled", id, req)
 	}
-	nodes, ret := z.acceptNodes(id, req)
+	nodes, ret := z.AcceptNodes(id, req)
 	nodeID := req["nodes"].([]any)[0].(string)
 	ns := nodes[0]["external_id"].(string)
 	creds := namespaceCredentials(t, nodeClient(t, nodes[0]), ns, reg.Host)
