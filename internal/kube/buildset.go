@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -147,7 +148,13 @@ func (d *Driver) GrantBuildset(ctx context.Context, namespace string, kind Kind,
 			if len(np.Spec.Ingress) == 0 {
 				return nil // admits nothing from outside: leave it
 			}
-			np.Spec.Ingress[0].From = append(np.Spec.Ingress[0].From, BuildsetPeer(b.ID))
+			peer := BuildsetPeer(b.ID)
+			for _, p := range np.Spec.Ingress[0].From {
+				if equality.Semantic.DeepEqual(p, peer) {
+					return nil
+				}
+			}
+			np.Spec.Ingress[0].From = append(np.Spec.Ingress[0].From, peer)
 			_, err = d.Client.NetworkingV1().NetworkPolicies(namespace).Update(ctx, np, metav1.UpdateOptions{})
 			return err
 		})
@@ -158,8 +165,17 @@ func (d *Driver) GrantBuildset(ctx context.Context, namespace string, kind Kind,
 	if len(b.DockerConfig) == 0 {
 		return nil
 	}
+	// A Secret there already is an earlier grant's that did not finish
+	// (the Secret is immutable): replace it.
 	meta := metav1.ObjectMeta{Name: RegistrySecretName, Namespace: namespace}
-	if _, err := d.Client.CoreV1().Secrets(namespace).Create(ctx, registrySecret(meta, b.DockerConfig), metav1.CreateOptions{}); err != nil {
+	secrets := d.Client.CoreV1().Secrets(namespace)
+	_, err = secrets.Create(ctx, registrySecret(meta, b.DockerConfig), metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		if err = secrets.Delete(ctx, meta.Name, metav1.DeleteOptions{}); err == nil || apierrors.IsNotFound(err) {
+			_, err = secrets.Create(ctx, registrySecret(meta, b.DockerConfig), metav1.CreateOptions{})
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("creating registry secret %s/%s: %w", namespace, meta.Name, err)
 	}
 	if kind == KindPod {

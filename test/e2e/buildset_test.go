@@ -766,3 +766,70 @@ while True:
 	}
 
 }
+
+// TestBuildsetGrantExistingAccounts: GrantBuildset on a namespace whose
+// default service account exists already with a pull secret of its own (the
+// service-account controller made it, a job added one) adds the registry
+// Secret beside it, in both service accounts; a second grant replaces the
+// Secret and adds nothing twice.
+func TestBuildsetGrantExistingAccounts(t *testing.T) {
+	env := testenv.Cluster(t)
+	d := newDriver(t, env)
+	ns, _ := newNamespaceNode(t, d, "e2e-grant", "0000000077")
+	ctx := t.Context()
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		_, err := env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, kube.DefaultServiceAccount, metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("the default service account of %s never came: %v", ns, err)
+	}
+	sa, err := env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, kube.DefaultServiceAccount, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "jobs-own"}}
+	if _, err := env.Client.CoreV1().ServiceAccounts(ns).Update(ctx, sa, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	access := &kube.BuildsetAccess{ID: "b1", DockerConfig: []byte(`{"auths":{}}`)}
+	if err := d.GrantBuildset(ctx, ns, kube.KindNamespace, access); err != nil {
+		t.Fatalf("GrantBuildset = %v", err)
+	}
+	// Again, as a hand-out after one that did not finish would: the
+	// Secret is replaced, nothing is added twice.
+	access2 := &kube.BuildsetAccess{ID: "b1", DockerConfig: []byte(`{"auths":{"second":{}}}`)}
+	if err := d.GrantBuildset(ctx, ns, kube.KindNamespace, access2); err != nil {
+		t.Errorf("second GrantBuildset = %v", err)
+	}
+	if s, err := env.Client.CoreV1().Secrets(ns).Get(ctx, kube.RegistrySecretName, metav1.GetOptions{}); err != nil || string(s.Data[corev1.DockerConfigJsonKey]) != string(access2.DockerConfig) {
+		t.Errorf("registry secret after the second grant: %v, %v; want the second's config", s, err)
+	}
+	for sa, want := range map[string][]string{
+		kube.DefaultServiceAccount: {"jobs-own", kube.RegistrySecretName},
+		kube.ServiceAccountName:    {kube.RegistrySecretName},
+	} {
+		obj, err := env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, sa, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range obj.ImagePullSecrets {
+			got = append(got, s.Name)
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("image pull secrets of %s/%s = %v, want %v", ns, sa, got, want)
+		}
+	}
+	np, err := env.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, kube.PolicyName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if from := np.Spec.Ingress[0].From; len(from) != 2 {
+		t.Errorf("network policy of %s admits %+v after two grants, want its own pods and buildset b1's namespaces, once", ns, from)
+	}
+	nsObj, err := env.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil || nsObj.Labels[kube.LabelBuildset] != "b1" {
+		t.Errorf("namespace %s labels = %v (%v), want %s=b1", ns, nsObj.Labels, err, kube.LabelBuildset)
+	}
+}
