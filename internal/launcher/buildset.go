@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/kubepool/kubepool/internal/buildset"
@@ -90,9 +91,29 @@ func (l *Launcher) initBuildsets() error {
 func (l *Launcher) Routes() map[string]http.Handler {
 	routes := map[string]http.Handler{}
 	for name, reg := range l.registries {
-		routes[TokenPath(name)] = reg.handler
+		routes[TokenPath(name)] = l.countTokens(name, reg.handler)
 	}
 	return routes
+}
+
+// countTokens counts h's answers in the TokenRequests metric.
+func (l *Launcher) countTokens(provider string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		l.metrics.TokenRequests.WithLabelValues(provider, strconv.Itoa(sw.code)).Inc()
+	})
+}
+
+// statusWriter records the status code written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // requestBuildset returns the buildset of r ("" if none, or if its

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/kubepool/kubepool/internal/buildset"
 	"github.com/kubepool/kubepool/internal/kube"
 	"github.com/kubepool/kubepool/internal/registrytoken"
@@ -163,6 +165,9 @@ func TestBuildsetNodes(t *testing.T) {
 	}
 	if code, challenge := token(creds.Username, creds.Password+"x"); code != http.StatusUnauthorized || !strings.HasPrefix(challenge, "Basic realm=") {
 		t.Errorf("token with a wrong password = %d, WWW-Authenticate %q; want 401 with a Basic challenge", code, challenge)
+	}
+	if ok, refused := testutil.ToFloat64(r.l.metrics.TokenRequests.WithLabelValues("k8s", "200")), testutil.ToFloat64(r.l.metrics.TokenRequests.WithLabelValues("k8s", "401")); ok != 1 || refused != 1 {
+		t.Errorf("token requests counted: 200 %v, 401 %v; want 1 and 1", ok, refused)
 	}
 
 	// Used, the nodes go, and so do their credentials (the buildset lives
