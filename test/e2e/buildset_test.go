@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -316,6 +317,29 @@ func TestBuildsetRegistry(t *testing.T) {
 	}
 	if want := host + "/buildsets/" + b; env[buildset.EnvRegistry] != want || env["DOCKER_CONFIG"] == "" || env["REGISTRY_AUTH_FILE"] == "" {
 		t.Errorf("pod node environment = %v, want %s=%s, DOCKER_CONFIG and REGISTRY_AUTH_FILE", env, buildset.EnvRegistry, want)
+	}
+	// What a build tool in the pod finds: the config.json at
+	// $REGISTRY_AUTH_FILE, whose credentials push to
+	// $KUBEPOOL_BUILDSET_REGISTRY.
+	out, err := exec.CommandContext(ctx, be.env.Kubectl, "--kubeconfig", be.env.Kubeconfig, "exec", "-n", p.Namespace, p.Name, "--",
+		"sh", "-c", `echo "$KUBEPOOL_BUILDSET_REGISTRY"; cat "$REGISTRY_AUTH_FILE"`).Output()
+	if err != nil {
+		t.Fatalf("reading the registry config in pod %s/%s: %v", p.Namespace, p.Name, err)
+	}
+	where, config, _ := strings.Cut(string(out), "\n")
+	var podCfg struct {
+		Auths map[string]struct{ Username, Password string } `json:"auths"`
+	}
+	if err := json.Unmarshal([]byte(config), &podCfg); err != nil {
+		t.Fatalf("config.json in the pod: %v\n%s", err, config)
+	}
+	podCreds := authn.Basic{Username: podCfg.Auths[host].Username, Password: podCfg.Auths[host].Password}
+	toolRef, err := name.ParseReference(strings.TrimSpace(where)+"/tool:1", name.Insecure)
+	if err != nil {
+		t.Fatalf("KUBEPOOL_BUILDSET_REGISTRY in the pod = %q: %v", where, err)
+	}
+	if err := remote.Write(toolRef, img, remote.WithContext(ctx), remote.WithAuth(&podCreds)); err != nil {
+		t.Errorf("pushing to %s with the pod's config.json credentials: %v", toolRef, err)
 	}
 
 	// Lifetime: C's node goes (C ends too); B's nodes go; a ttl later B's
