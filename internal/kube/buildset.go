@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -130,14 +131,19 @@ func BuildsetPeer(id string) networkingv1.NetworkPolicyPeer {
 // label, the NetworkPolicy peer, and, with b.DockerConfig, the registry
 // Secret in the imagePullSecrets of the node's and the default service
 // accounts (namespace nodes; a running pod cannot mount it: a pod node's
-// namespace gets the Secret only).
+// namespace gets the Secret only). Each of the three is tried whatever
+// became of the others (the first two need rights deploy/'s RBAC does not
+// grant: patching namespaces, updating NetworkPolicies); the errors are
+// returned joined. It can be repeated: a Secret an unfinished grant left
+// is replaced, and nothing is added twice.
 func (d *Driver) GrantBuildset(ctx context.Context, namespace string, kind Kind, b *BuildsetAccess) error {
+	var errs []error
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{LabelBuildset: LabelValue(b.ID)}}})
 	if err != nil {
 		return err
 	}
 	if _, err := d.Client.CoreV1().Namespaces().Patch(ctx, namespace, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("labelling namespace %s with its buildset: %w", namespace, err)
+		errs = append(errs, fmt.Errorf("labelling namespace %s with its buildset: %w", namespace, err))
 	}
 	if !d.WithoutPolicy {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -159,17 +165,22 @@ func (d *Driver) GrantBuildset(ctx context.Context, namespace string, kind Kind,
 			return err
 		})
 		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("admitting buildset %s to namespace %s: %w", b.ID, namespace, err)
+			errs = append(errs, fmt.Errorf("admitting buildset %s to namespace %s: %w", b.ID, namespace, err))
 		}
 	}
-	if len(b.DockerConfig) == 0 {
-		return nil
+	if len(b.DockerConfig) > 0 {
+		errs = append(errs, d.grantRegistry(ctx, namespace, kind, b))
 	}
+	return errors.Join(errs...)
+}
+
+// grantRegistry is GrantBuildset's registry Secret and service accounts.
+func (d *Driver) grantRegistry(ctx context.Context, namespace string, kind Kind, b *BuildsetAccess) error {
 	// A Secret there already is an earlier grant's that did not finish
 	// (the Secret is immutable): replace it.
 	meta := metav1.ObjectMeta{Name: RegistrySecretName, Namespace: namespace}
 	secrets := d.Client.CoreV1().Secrets(namespace)
-	_, err = secrets.Create(ctx, registrySecret(meta, b.DockerConfig), metav1.CreateOptions{})
+	_, err := secrets.Create(ctx, registrySecret(meta, b.DockerConfig), metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		if err = secrets.Delete(ctx, meta.Name, metav1.DeleteOptions{}); err == nil || apierrors.IsNotFound(err) {
 			_, err = secrets.Create(ctx, registrySecret(meta, b.DockerConfig), metav1.CreateOptions{})

@@ -191,8 +191,9 @@ type buildsetGranter interface {
 // for r's buildset gets, as far as a running node can: the buildset on its
 // record and namespace, and registry credentials in its namespace (in its
 // service accounts' imagePullSecrets for a namespace node; a pod node's
-// running pod cannot mount them, its namespace has the Secret). Warm nodes
-// never join or become a shared buildset namespace.
+// running pod cannot mount them, its namespace has the Secret). What the
+// cluster refuses is logged, not a failed hand-out. Warm nodes never join
+// or become a shared buildset namespace.
 func (l *Launcher) grantWarm(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk.Request) error {
 	id := requestBuildset(r)
 	if id == "" || driverDataOf(n).Buildset != "" || pw.inProject() {
@@ -218,8 +219,10 @@ func (l *Launcher) grantWarm(ctx context.Context, pw *poolWorker, n *zk.Node, r 
 		setDriverData(n, func(dd *driverData) { dd.BuildsetCredential = creds.ID })
 	}
 	if err := g.GrantBuildset(ctx, n.ExternalID, kind, access); err != nil {
+		// The node is usable without what failed (as it was before
+		// buildsets): hand it out, and say what it lacks.
 		l.metrics.KubeErrors.WithLabelValues("buildset").Inc()
-		return err
+		l.log.Warn("a warm node handed to a buildset lacks some of what a node launched for it gets", "node", n.ID, "buildset", id, "namespace", n.ExternalID, "err", err)
 	}
 	setDriverData(n, func(dd *driverData) { dd.Buildset = id })
 	return l.zk.UpdateNode(ctx, n)
