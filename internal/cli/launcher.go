@@ -119,7 +119,7 @@ func runLauncher(ctx context.Context, log *slog.Logger, lo launcherOptions) erro
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return l.Run(gctx) })
 	if lo.Listen != "" {
-		srv := &web.Server{Addr: lo.Listen, Source: l, Gatherer: reg, Log: log}
+		srv := &web.Server{Addr: lo.Listen, Source: l, Gatherer: reg, Log: log, Routes: l.Routes()}
 		log.Info("serving status", "url", "http://"+lo.Listen+"/")
 		g.Go(func() error { return srv.ListenAndServe(gctx) })
 	}

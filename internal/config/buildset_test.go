@@ -82,3 +82,18 @@ func TestBuildsetRegistryErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestBuildsetShared(t *testing.T) {
+	base := strings.Replace(buildsetBase, "  - name: ns\nproviders", "  - name: ns\n  - name: pod\nproviders", 1)
+	c, err := Parse("kubepool.yaml", []byte(buildsetBase+"            buildset-shared: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := c.Providers[0].Pools[0].Label("ns"); !l.BuildsetShared {
+		t.Errorf("label ns BuildsetShared = false, want true")
+	}
+	_, err = Parse("kubepool.yaml", []byte(base+"          - {name: pod, type: pod, image: img, buildset-shared: true}\n"))
+	if want := "labels[1].buildset-shared: only namespace labels"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Parse(pod label with buildset-shared) = %v, want an error containing %q", err, want)
+	}
+}

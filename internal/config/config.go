@@ -295,6 +295,12 @@ type PoolLabel struct {
 	// namespace nodes, or RoleAdmin for Nodepool's admin ClusterRole.
 	Role string
 
+	// BuildsetShared (namespace labels; kubepool key buildset-shared)
+	// gives every request of one buildset for the label the same
+	// namespace, each with a node record and token of its own; the
+	// namespace goes with the last of those nodes.
+	BuildsetShared bool
+
 	// Unlaunchable, when not empty, says why nodes of this label can never
 	// be launched (Nodepool accepts such labels); requests for it are
 	// declined with this reason, and Config.Warnings has it.

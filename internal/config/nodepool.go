@@ -348,7 +348,8 @@ func (d *decoder) poolLabel(n *yaml.Node, path, driver string) PoolLabel {
 			})
 		},
 		// kubepool
-		"role": func(v *yaml.Node, p string) { l.Role = d.str(v, p) },
+		"role":            func(v *yaml.Node, p string) { l.Role = d.str(v, p) },
+		"buildset-shared": func(v *yaml.Node, p string) { l.BuildsetShared = d.boolean(v, p) },
 		// kubepool: what a node's namespace enforces
 		"pod-security": func(v *yaml.Node, p string) { l.PodSecurity = PodSecurityLevel(d.str(v, p)) },
 		"network":      func(v *yaml.Node, p string) { l.Network = NetworkMode(d.str(v, p)) },

@@ -187,6 +187,9 @@ func (l *PoolLabel) validate(v *errorList, p, driver string) {
 	if l.Type != TypePod && l.Spec != nil {
 		v.at(p+".spec", "only pod labels take a spec")
 	}
+	if l.BuildsetShared && l.Type != TypeNamespace {
+		v.at(p+".buildset-shared", "only namespace labels can share a namespace within a buildset")
+	}
 	switch {
 	case l.Role == "":
 	case l.Type == TypePod:

@@ -138,6 +138,11 @@ type Resource struct {
 	// ClusterRole, as Nodepool's openshift driver does, instead of
 	// kubepool's Role (namespace and project nodes only).
 	AdminRole bool
+	// Buildset, if set, is the buildset of the node's request: its
+	// namespace is labelled with it and admits traffic from the buildset's
+	// other namespaces, and it gets the buildset's registry credentials
+	// (buildset.go).
+	Buildset *BuildsetAccess
 }
 
 // SecretRef names a secret in a namespace.
@@ -200,6 +205,9 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	}
 	if !r.InNamespace {
 		nsLabels := r.Owner.Labels()
+		if r.Buildset != nil {
+			nsLabels[LabelBuildset] = LabelValue(r.Buildset.ID)
+		}
 		if withPolicy {
 			version, err := d.PodSecurityVersion(ctx)
 			if err != nil {
@@ -236,6 +244,9 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	if withPolicy {
 		g.Go(func() error {
 			np := d.networkPolicy(gctx, meta(PolicyName), policy.IsolateEgress)
+			if r.Buildset != nil {
+				np.Spec.Ingress[0].From = append(np.Spec.Ingress[0].From, BuildsetPeer(r.Buildset.ID))
+			}
 			if _, err := d.Client.NetworkingV1().NetworkPolicies(r.Namespace).Create(gctx, np, metav1.CreateOptions{}); err != nil {
 				return fmt.Errorf("creating network policy %s/%s: %w", r.Namespace, PolicyName, err)
 			}
@@ -261,6 +272,9 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	}
 	g.Go(func() error {
 		obj := &corev1.ServiceAccount{ObjectMeta: meta(sa), AutomountServiceAccountToken: ptr(false)}
+		if r.Buildset != nil && len(r.Buildset.DockerConfig) > 0 && !r.InNamespace && r.Kind != KindPod {
+			obj.ImagePullSecrets = []corev1.LocalObjectReference{{Name: RegistrySecretName}}
+		}
 		if _, err := d.Client.CoreV1().ServiceAccounts(r.Namespace).Create(gctx, obj, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating service account %s/%s: %w", r.Namespace, sa, err)
 		}
@@ -308,6 +322,7 @@ func (d *Driver) Create(ctx context.Context, r Resource) (*Connection, error) {
 	for _, s := range r.CopySecrets {
 		g.Go(func() error { return d.copySecret(gctx, s, meta(r.copiedName(s))) })
 	}
+	g.Go(func() error { return d.addBuildset(gctx, &r, meta(r.RegistrySecret())) })
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}

@@ -294,7 +294,15 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 	// is when its cores and memory are. The namespace, deleted already,
 	// is then waited for; should the launcher stop meanwhile, Kubernetes
 	// finishes deleting it, and the leak sweep covers what it would not.
-	if n.ExternalID != "" {
+	// A buildset's shared namespace stays while another node uses it.
+	ownNamespace := n.ExternalID != "" && !l.namespaceShared(ctx, n)
+	if !ownNamespace {
+		if err := l.revokeSharedToken(ctx, pw, n); err != nil {
+			l.log.Warn("revoking the token of a node leaving a shared namespace; will retry", "node", id, "namespace", n.ExternalID, "err", err)
+			return
+		}
+	}
+	if ownNamespace {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		var err error
 		if pw.inProject() {
@@ -316,8 +324,8 @@ func (l *Launcher) deleteNode(ctx context.Context, pw *poolWorker, id string, li
 		l.log.Warn("deleting node record", "node", id, "err", err)
 		return
 	}
-	l.log.Info("deleted node", "node", id, "namespace", n.ExternalID, "why", why)
-	if n.ExternalID != "" {
+	l.log.Info("deleted node", "node", id, "namespace", n.ExternalID, "why", why, "namespace_kept", n.ExternalID != "" && !ownNamespace)
+	if ownNamespace {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		if err := pw.driver.Delete(dctx, n.ExternalID, true); err != nil && ctx.Err() == nil {
@@ -400,6 +408,9 @@ func (l *Launcher) sweep(ctx context.Context) error {
 			}
 			if n := byID[o.NodeID]; n != nil && (n.ExternalID == o.Namespace || n.State == zk.NodeBuilding || n.State == zk.NodeInit) {
 				continue
+			}
+			if namespaceUsed(nodes, o.Namespace) {
+				continue // a buildset's shared namespace, outliving its first node
 			}
 			if err := d.Delete(ctx, o.Namespace, false); err != nil {
 				errs = append(errs, err)

@@ -22,6 +22,11 @@ import (
 // reason in driver_data, and the cleanup worker deletes it.
 func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk.Request) error {
 	label := pw.pool.Label(n.Type[0])
+	release, joined, err := l.joinShared(ctx, pw, label, n, r)
+	defer release()
+	if joined {
+		return err
+	}
 	attempts := max(pw.provider.LaunchRetries, 1)
 	// first is what went wrong first: a later attempt's error is often a
 	// consequence (the replacement pod does not fit while the failed one
@@ -41,11 +46,17 @@ func (l *Launcher) launch(ctx context.Context, pw *poolWorker, n *zk.Node, r *zk
 		}
 		start := time.Now()
 		res, err := l.resource(ctx, pw, label, n, r, ns, start)
+		if err == nil {
+			err = l.withBuildset(ctx, pw, n, r, &res)
+		}
 		var conn *kube.Connection
 		if err == nil {
 			bctx, cancel := context.WithTimeout(ctx, pw.provider.BootTimeout)
 			conn, err = pw.driver.Create(bctx, res)
 			cancel()
+		}
+		if err == nil {
+			err = l.sharedToken(ctx, pw, n, conn) // a shared namespace's first node
 		}
 		if err == nil {
 			l.setConnection(n, pw, label, conn)
@@ -121,6 +132,14 @@ type driverData struct {
 	Waiting      string  `json:"waiting,omitempty"`       // "Reason: message", while the pod waits
 	Error        string  `json:"error,omitempty"`         // the first cause of a failed launch
 	LastError    string  `json:"last_error,omitempty"`    // the last attempt's, if different
+	// Buildset is the buildset of the node's request, and
+	// BuildsetCredential the id of its registry credential (buildset.go).
+	Buildset           string `json:"buildset,omitempty"`
+	BuildsetCredential string `json:"buildset_credential,omitempty"`
+	// Shared says the node's namespace is its buildset's shared one, and
+	// SharedWith names the node it joined, if it did not make it.
+	Shared     bool   `json:"shared,omitempty"`
+	SharedWith string `json:"shared_with,omitempty"`
 }
 
 const tokenExpiryKey = "token_expires"

@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kubepool/kubepool/internal/buildset"
 	"github.com/kubepool/kubepool/internal/config"
 	"github.com/kubepool/kubepool/internal/kube"
 	"github.com/kubepool/kubepool/internal/zk"
@@ -104,6 +105,14 @@ type Launcher struct {
 	nodes    *zk.Cache[zk.Node]
 	cacheMu  sync.Mutex
 	inflight map[string]*zk.Node // see nodesView
+
+	// buildsetStore and registries serve buildsets (buildset.go).
+	buildsetStore *buildset.Store
+	registries    map[string]*buildsetRegistry
+	// sharedMu and sharedKeys order shared buildset namespaces' joins
+	// and deletions (shared.go).
+	sharedMu   sync.Mutex
+	sharedKeys sync.Map
 }
 
 // nodesView returns the cached nodes plus the nodes this launcher created
@@ -215,6 +224,9 @@ func New(opts Options) (*Launcher, error) {
 			l.pools = append(l.pools, &poolWorker{provider: p, pool: pool, driver: d, project: pd, id: fmt.Sprintf("%s-%s-%s", l.id, p.Name, pool.Name)})
 		}
 	}
+	if err := l.initBuildsets(); err != nil {
+		return nil, err
+	}
 	l.logPodSecurity()
 	return l, nil
 }
@@ -269,6 +281,7 @@ func (l *Launcher) Run(ctx context.Context) error {
 		g.Go(func() error { return l.servePool(gctx, pw) })
 	}
 	g.Go(func() error { return l.cleanupLoop(gctx) })
+	g.Go(func() error { return l.buildsetLoop(gctx) })
 	err = g.Wait()
 	l.mu.Lock()
 	l.ready = false

@@ -18,6 +18,7 @@ type Metrics struct {
 	ZKSessionLosses prometheus.Counter
 	KubeErrors      *prometheus.CounterVec // by operation
 	LaunchWaits     *prometheus.CounterVec // by label, reason
+	TokenRequests   *prometheus.CounterVec // buildset registry token requests, by provider, code
 }
 
 // NewMetrics creates the launcher's metrics and registers them with reg
@@ -67,10 +68,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "kubepool", Name: "launch_waits_total",
 			Help: "Times a launching pod started waiting for something that may pass (Unschedulable, a failed image pull), by label and reason; the launch waits up to the boot timeout.",
 		}, []string{"label", "reason"}),
+		TokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kubepool", Name: "buildset_token_requests_total",
+			Help: "Requests to the buildset registries' token endpoints, by provider and HTTP status (401: unknown, revoked or ended credentials).",
+		}, []string{"provider", "code"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.Nodes, m.LaunchSeconds, m.Launches, m.FulfilSeconds,
-			m.LeakDeleted, m.ZKConnected, m.ZKSessionLosses, m.KubeErrors, m.LaunchWaits)
+			m.LeakDeleted, m.ZKConnected, m.ZKSessionLosses, m.KubeErrors, m.LaunchWaits, m.TokenRequests)
 	}
 	return m
 }

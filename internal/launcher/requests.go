@@ -494,6 +494,9 @@ func (l *Launcher) prepareSlots(ctx context.Context, pw *poolWorker, r *zk.Reque
 				if !tokenFresh(s.node, pw.provider.TokenExpiration) {
 					errs[i] = l.refreshToken(ctx, pw, s.node)
 				}
+				if errs[i] == nil {
+					errs[i] = l.grantWarm(ctx, pw, s.node, r)
+				}
 			} else {
 				errs[i] = l.launch(ctx, pw, s.node, r)
 			}

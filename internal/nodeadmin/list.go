@@ -12,7 +12,8 @@ import (
 )
 
 // NodeRow is a node as `kubepool list` shows it. Its JSON members are those
-// of Nodepool's webapp /node-list, plus namespace, pod and lock_holder.
+// of Nodepool's webapp /node-list, plus namespace, pod, lock_holder and
+// buildset.
 type NodeRow struct {
 	ID             string   `json:"id"`
 	Provider       string   `json:"provider"`
@@ -34,6 +35,9 @@ type NodeRow struct {
 	Comment        string   `json:"comment"`
 	Namespace      string   `json:"namespace"`
 	Pod            string   `json:"pod,omitempty"`
+	// Buildset is the buildset of the node's request, if it had one
+	// (kubepool's driver_data).
+	Buildset string `json:"buildset,omitempty"`
 }
 
 // holderString describes a lock holder in a few words.
@@ -70,6 +74,9 @@ func NewNodeRow(n *zk.Node, now time.Time) NodeRow {
 	}
 	if r.Pod == "" && n.ConnectionType == zk.ConnectionKubectl {
 		r.Pod = n.InterfaceIP
+	}
+	if dd, ok := n.DriverData.(map[string]any); ok {
+		r.Buildset, _ = dd["buildset"].(string)
 	}
 	return r
 }

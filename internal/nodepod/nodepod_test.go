@@ -175,3 +175,65 @@ func TestAddGitSidecarErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestAddBuildsetRegistry compares pods of buildset nodes with
+// testdata/<label>-buildset.yaml (-update rewrites them).
+func TestAddBuildsetRegistry(t *testing.T) {
+	cfg, err := config.Parse("labels.yaml", []byte(labelsConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := &cfg.Providers[0].Pools[0]
+	reg := nodepod.BuildsetRegistry{Secret: kube.RegistrySecretName, Path: "registry.example.org:5000/buildsets/0123abcd"}
+	for _, name := range []string{"plain", "with-git", "own-spec"} {
+		t.Run(name, func(t *testing.T) {
+			p, err := nodepod.For(pool.Label(name), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nodepod.AddBuildsetRegistry(&p.Spec, reg); err != nil {
+				t.Fatalf("AddBuildsetRegistry = %v", err)
+			}
+			got, err := yaml.Marshal(p.Spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", name+"-buildset.yaml")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("reading golden file (run with -update to write it): %v", err)
+			}
+			if d := cmp.Diff(string(want), string(got)); d != "" {
+				t.Errorf("AddBuildsetRegistry(%s) differs from %s (-want +got):\n%s", name, golden, d)
+			}
+			// Every container but the git sidecar has the credentials.
+			for _, c := range p.Spec.Containers {
+				env := map[string]string{}
+				for _, e := range c.Env {
+					env[e.Name] = e.Value
+				}
+				has := env[nodepod.EnvBuildsetRegistry] == reg.Path && env[nodepod.EnvRegistryAuthFile] == nodepod.RegistryDir+"/config.json"
+				if has == (c.Name == nodepod.GitContainer) {
+					t.Errorf("container %s: buildset environment %v, want it only outside the git sidecar", c.Name, env)
+				}
+			}
+		})
+	}
+	t.Run("twice", func(t *testing.T) {
+		p, _ := nodepod.For(pool.Label("plain"), nil)
+		if err := nodepod.AddBuildsetRegistry(&p.Spec, reg); err != nil {
+			t.Fatal(err)
+		}
+		if err := nodepod.AddBuildsetRegistry(&p.Spec, reg); err == nil || !strings.Contains(err.Error(), "already has a volume") {
+			t.Errorf("AddBuildsetRegistry twice = %v, want an error about the volume", err)
+		}
+		if err := nodepod.AddBuildsetRegistry(&corev1.PodSpec{}, nodepod.BuildsetRegistry{Secret: "s"}); err == nil {
+			t.Errorf("AddBuildsetRegistry without a path = nil error, want one")
+		}
+	})
+}

@@ -37,6 +37,9 @@ type Server struct {
 	Source   Source
 	Gatherer prometheus.Gatherer
 	Log      *slog.Logger
+	// Routes are further handlers by ServeMux pattern (the launcher's
+	// registry token endpoints).
+	Routes map[string]http.Handler
 }
 
 // Handler returns the server's routes.
@@ -74,6 +77,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /dib-image-list", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, []any{}) })
 	mux.HandleFunc("GET /image-list", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, []any{}) })
 	mux.HandleFunc("GET /{$}", s.statusPage)
+	for pattern, h := range s.Routes {
+		mux.Handle(pattern, h)
+	}
 	return mux
 }
 

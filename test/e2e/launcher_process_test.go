@@ -24,13 +24,16 @@ type launcherProcess struct {
 	err  error         // its exit, once done is closed
 }
 
-func startLauncherProcess(t *testing.T, bin, cfg, kubeconfig, name string) *launcherProcess {
+// startLauncherProcess starts `kubepool launcher` with config cfg; extra
+// flags are added last (so override the defaults here).
+func startLauncherProcess(t *testing.T, bin, cfg, kubeconfig, name string, extra ...string) *launcherProcess {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "launcher", "-c", cfg, "--listen", "", "--hostname", name, "--cleanup-interval", "2s", "--log-format", "json")
+	args := append([]string{"launcher", "-c", cfg, "--listen", "", "--hostname", name, "--cleanup-interval", "2s", "--log-format", "json"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
