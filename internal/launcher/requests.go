@@ -38,6 +38,7 @@ func (l *Launcher) servePool(ctx context.Context, pw *poolWorker) error {
 		case <-reqs:
 		case <-nodes:
 		case <-session:
+		case <-pw.kick:
 		case <-tick.C:
 		}
 	}
@@ -113,6 +114,9 @@ func (l *Launcher) handleRequests(ctx context.Context, pw *poolWorker) error {
 func (l *Launcher) lockRequested(ctx context.Context, pw *poolWorker, id string) (*zk.Lock, *zk.Request, bool) {
 	lock, r, err := l.zk.TryLockRequest(ctx, id)
 	if err != nil {
+		// Held by someone else for a moment (our cleanup resetting it,
+		// another launcher looking): look again when they let go.
+		l.wakeWhenReleased(ctx, zk.RequestLockDir(id), err)
 		if !errors.Is(err, zk.ErrLocked) && !errors.Is(err, zk.ErrNoNode) && ctx.Err() == nil {
 			l.log.Warn("locking request", "request", id, "err", err)
 		}

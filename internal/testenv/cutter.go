@@ -17,6 +17,7 @@ type Cutter struct {
 	blocked bool
 	conns   []net.Conn
 	dials   int
+	refused int
 }
 
 // ErrCut is what Dial returns while the connection is cut.
@@ -27,6 +28,7 @@ func (c *Cutter) Dial(ctx context.Context, network, addr string) (net.Conn, erro
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.blocked {
+		c.refused++
 		return nil, ErrCut
 	}
 	var d net.Dialer
@@ -54,6 +56,13 @@ func (c *Cutter) Restore() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.blocked = false
+}
+
+// Refused returns how many connections were refused while cut.
+func (c *Cutter) Refused() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refused
 }
 
 // Dials returns how many connections were opened.
