@@ -183,7 +183,7 @@ func (l *Launcher) fulfil(ctx context.Context, pw *poolWorker, reqLock *zk.Lock,
 		if ctx.Err() != nil {
 			return
 		}
-		l.decline(ctx, pw, reqLock, r, err.Error())
+		l.decline(ctx, pw, r, err.Error())
 		return
 	}
 	// As Nodepool does, the nodes are unlocked (still allocated to the

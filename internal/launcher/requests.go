@@ -86,7 +86,8 @@ func (l *Launcher) handleRequests(ctx context.Context, pw *poolWorker) error {
 				l.goTracked(func() {
 					defer l.release(r.ID)
 					if lock, cur, ok := l.lockRequested(ctx, pw, r.ID); ok {
-						l.decline(ctx, pw, lock, cur, why)
+						defer func() { _ = lock.Release(ctx) }()
+						l.decline(ctx, pw, cur, why)
 					}
 				})
 			}
@@ -271,8 +272,8 @@ func (pw *poolWorker) cannotServe(labels []string) string {
 	return ""
 }
 
-func (l *Launcher) decline(ctx context.Context, pw *poolWorker, lock *zk.Lock, r *zk.Request, why string) {
-	defer func() { _ = lock.Release(ctx) }()
+// decline declines r for pw. The caller holds r's lock, and releases it.
+func (l *Launcher) decline(ctx context.Context, pw *poolWorker, r *zk.Request, why string) {
 	failed, err := l.zk.Decline(ctx, r, pw.id)
 	if err != nil {
 		l.log.Warn("declining request", "request", r.ID, "err", err)
