@@ -18,6 +18,9 @@ type Cutter struct {
 	conns   []net.Conn
 	dials   int
 	refused int
+	// afterWrite: the next write on a connection is sent, then everything
+	// is cut (see CutAfterWrite).
+	afterWrite bool
 }
 
 // ErrCut is what Dial returns while the connection is cut.
@@ -33,11 +36,38 @@ func (c *Cutter) Dial(ctx context.Context, network, addr string) (net.Conn, erro
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, addr)
-	if err == nil {
-		c.conns = append(c.conns, conn)
-		c.dials++
+	if err != nil {
+		return nil, err
 	}
-	return conn, err
+	c.conns = append(c.conns, conn)
+	c.dials++
+	return &cutConn{Conn: conn, c: c}, nil
+}
+
+// cutConn is a connection of the cutter's, for CutAfterWrite.
+type cutConn struct {
+	net.Conn
+	c *Cutter
+}
+
+func (cc *cutConn) Write(b []byte) (int, error) {
+	n, err := cc.Conn.Write(b)
+	cc.c.mu.Lock()
+	cut := cc.c.afterWrite
+	cc.c.afterWrite = false
+	cc.c.mu.Unlock()
+	if cut {
+		cc.c.Cut()
+	}
+	return n, err
+}
+
+// CutAfterWrite lets the next write on a connection through, then cuts
+// (as Cut): the server gets the request, the client never its reply.
+func (c *Cutter) CutAfterWrite() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.afterWrite = true
 }
 
 // Cut closes every connection and refuses new ones.
