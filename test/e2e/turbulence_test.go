@@ -130,9 +130,21 @@ func waitNodes(t testing.TB, ctx context.Context, zkc *zk.Client, what string, c
 
 // TestLauncherTurbulenceZooKeeperRestart stops the ZooKeeper server (one
 // of the test's own: the shared one is never restarted) while the launcher
-// builds a burst of pod nodes, and starts it again on the same data: the
-// launcher keeps its session and serves every request once.
+// builds a burst of pod nodes, and starts it again on the same data, at
+// once and after 60 s down (longer than the launcher's session timeout:
+// the restarted server restores the sessions it had): the launcher keeps
+// its session, says it is not ready while cut off, and serves every request
+// once.
 func TestLauncherTurbulenceZooKeeperRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		down time.Duration
+	}{{"restart", 0}, {"down-60s", 60 * time.Second}} {
+		t.Run(tc.name, func(t *testing.T) { zooKeeperRestart(t, tc.down) })
+	}
+}
+
+func zooKeeperRestart(t *testing.T, down time.Duration) {
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -165,6 +177,19 @@ func TestLauncherTurbulenceZooKeeperRestart(t *testing.T) {
 	_, session := le.zk.State()
 	if err := zkp.Stop(); err != nil {
 		t.Fatal(err)
+	}
+	if down > 0 {
+		// The outage itself, not a wait for a condition.
+		select {
+		case <-time.After(down):
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+		if err := le.l.Ready(ctx); err == nil {
+			t.Errorf("launcher Ready after ZooKeeper was down %v = nil, want an error", down)
+		} else {
+			t.Logf("launcher Ready while ZooKeeper is down: %v", err)
+		}
 	}
 	_, port, _ := strings.Cut(zkp.Addr(), ":")
 	p, _ := strconv.Atoi(port)
