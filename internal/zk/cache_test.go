@@ -30,7 +30,7 @@ func TestCacheAfterReconnect(t *testing.T) {
 	}
 	// Many watches to re-arm, as a launcher has: go-zookeeper takes the
 	// zxid after walking them all.
-	for range 100 {
+	for range 20 {
 		if err := c.SubmitRequest(ctx, &zk.Request{NodeTypes: []string{"y"}, Requestor: "test"}, 200); err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +40,7 @@ func TestCacheAfterReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	changed := cache.Subscribe()
-	const rounds = 5
+	const rounds = 3
 	for i := range rounds {
 		cur, err := c.GetRequest(ctx, req.ID)
 		if err != nil {
