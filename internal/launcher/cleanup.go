@@ -151,7 +151,7 @@ func (l *Launcher) doomed(n *zk.Node, live map[string]bool, now time.Time, unloc
 			return "orphaned by launcher " + n.Launcher
 		}
 		if unlocked && l.ownPool(n.Launcher) && now.Sub(zk.TimeOf(n.StateTime)) > abandonedAfter {
-			return "building, ours, and nobody works on it: abandoned when its session ended"
+			return "building, ours, and nobody works on it: its launch was abandoned (its lock lost with a session, or a new node that could not be locked)"
 		}
 	case zk.NodeReady:
 		lb := l.cfg.Label(firstType(n))

@@ -166,6 +166,9 @@ type poolWorker struct {
 	// project (openshiftpods); nil otherwise.
 	project projectDriver
 
+	// kick wakes servePool: a lock it found held was let go.
+	kick chan struct{}
+
 	// pausedLock and pausedID are the request the pool is paused on
 	// (locked, pending, waiting for quota); only servePool touches them.
 	pausedLock *zk.Lock
@@ -221,7 +224,7 @@ func New(opts Options) (*Launcher, error) {
 		}
 		for j := range p.Pools {
 			pool := &p.Pools[j]
-			l.pools = append(l.pools, &poolWorker{provider: p, pool: pool, driver: d, project: pd, id: fmt.Sprintf("%s-%s-%s", l.id, p.Name, pool.Name)})
+			l.pools = append(l.pools, &poolWorker{provider: p, pool: pool, driver: d, project: pd, kick: make(chan struct{}, 1), id: fmt.Sprintf("%s-%s-%s", l.id, p.Name, pool.Name)})
 		}
 	}
 	if err := l.initBuildsets(); err != nil {
@@ -326,12 +329,18 @@ func (l *Launcher) goTracked(f func()) {
 }
 
 // wakeWhenReleased, given the error of a try-lock on the lock directory
-// dir, watches the lock's holder and wakes the cleanup loop when it lets
-// go or its session ends (a launcher or executor that died): what it held
-// is dealt with then, not at the next interval.
+// dir, watches the lock's holder and wakes the cleanup loop and the pool
+// workers when it lets go or its session ends (a launcher or executor that
+// died, or our own cleanup putting a request back to requested): what it
+// held is dealt with then, not at the next interval. A lock's release
+// changes no request or node record, so no cache would tell.
 func (l *Launcher) wakeWhenReleased(ctx context.Context, dir string, err error) {
 	var le *zk.LockedError
-	if !errors.As(err, &le) || le.Holder == nil {
+	if !errors.As(err, &le) {
+		return
+	}
+	if le.Holder == nil { // let go while the try-lock looked
+		l.wakeAll()
 		return
 	}
 	l.mu.Lock()
@@ -346,11 +355,22 @@ func (l *Launcher) wakeWhenReleased(ctx context.Context, dir string, err error) 
 		l.mu.Lock()
 		delete(l.watching, dir)
 		l.mu.Unlock()
+		l.wakeAll()
+	})
+}
+
+// wakeAll pokes the cleanup loop and every pool worker.
+func (l *Launcher) wakeAll() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	for _, pw := range l.pools {
 		select {
-		case l.wake <- struct{}{}:
+		case pw.kick <- struct{}{}:
 		default:
 		}
-	})
+	}
 }
 
 // providerOf returns the pool worker serving provider/pool, or nil.

@@ -2,7 +2,6 @@ package launcher
 
 import (
 	"context"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,12 +147,6 @@ func TestTurbulenceSessionLost(t *testing.T) {
 // again on the same data: the sessions survive (ZooKeeper restores them),
 // and every request is fulfilled exactly once, nothing left behind.
 func TestTurbulenceZooKeeperRestart(t *testing.T) {
-	// In about one run of ten a request or two stay requested after the
-	// restart, with no error logged (not diagnosed yet); until that is
-	// fixed the test runs only when asked for, so that CI stays green.
-	if os.Getenv("KUBEPOOL_TEST_ZK_RESTART") == "" {
-		t.Skip("set KUBEPOOL_TEST_ZK_RESTART=1: ZooKeeper stopped and restarted mid-burst (known to hang now and then)")
-	}
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()

@@ -17,6 +17,10 @@ type Cutter struct {
 	blocked bool
 	conns   []net.Conn
 	dials   int
+	refused int
+	// afterWrite: the next write on a connection is sent, then everything
+	// is cut (see CutAfterWrite).
+	afterWrite bool
 }
 
 // ErrCut is what Dial returns while the connection is cut.
@@ -27,15 +31,43 @@ func (c *Cutter) Dial(ctx context.Context, network, addr string) (net.Conn, erro
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.blocked {
+		c.refused++
 		return nil, ErrCut
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, addr)
-	if err == nil {
-		c.conns = append(c.conns, conn)
-		c.dials++
+	if err != nil {
+		return nil, err
 	}
-	return conn, err
+	c.conns = append(c.conns, conn)
+	c.dials++
+	return &cutConn{Conn: conn, c: c}, nil
+}
+
+// cutConn is a connection of the cutter's, for CutAfterWrite.
+type cutConn struct {
+	net.Conn
+	c *Cutter
+}
+
+func (cc *cutConn) Write(b []byte) (int, error) {
+	n, err := cc.Conn.Write(b)
+	cc.c.mu.Lock()
+	cut := cc.c.afterWrite
+	cc.c.afterWrite = false
+	cc.c.mu.Unlock()
+	if cut {
+		cc.c.Cut()
+	}
+	return n, err
+}
+
+// CutAfterWrite lets the next write on a connection through, then cuts
+// (as Cut): the server gets the request, the client never its reply.
+func (c *Cutter) CutAfterWrite() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.afterWrite = true
 }
 
 // Cut closes every connection and refuses new ones.
@@ -54,6 +86,13 @@ func (c *Cutter) Restore() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.blocked = false
+}
+
+// Refused returns how many connections were refused while cut.
+func (c *Cutter) Refused() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refused
 }
 
 // Dials returns how many connections were opened.

@@ -76,7 +76,11 @@ func (r *record) encode(fields []field) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encoding %q: %w", f.name, err)
 		}
-		if orig, ok := r.raw[f.name]; ok && bytes.Equal(enc, r.seen[f.name]) {
+		orig, present := r.raw[f.name]
+		if o, ok := f.v.(omitter); ok && !present && o.omit() {
+			continue
+		}
+		if present && bytes.Equal(enc, r.seen[f.name]) {
 			enc = orig
 		}
 		out[f.name] = enc
@@ -114,6 +118,23 @@ func (s nullString) UnmarshalJSON(b []byte) error {
 	}
 	return json.Unmarshal(b, s.p)
 }
+
+// omitter is a field that is left out of a record that was not decoded
+// with it, when its value says nothing.
+type omitter interface{ omit() bool }
+
+// defaultString is a string member that Nodepool writes only when it is
+// set, and that reads as def when absent (a node's username: Zuul takes
+// "zuul" for a node without one). Unset or def, it is left out of a
+// record that did not have it; otherwise it is a nullString.
+type defaultString struct {
+	p   *string
+	def string
+}
+
+func (s defaultString) MarshalJSON() ([]byte, error) { return nullString{s.p}.MarshalJSON() }
+func (s defaultString) UnmarshalJSON(b []byte) error { return nullString{s.p}.UnmarshalJSON(b) }
+func (s defaultString) omit() bool                   { return *s.p == "" || *s.p == s.def }
 
 // nullFloat is a float (a Unix time) that is None when unset.
 type nullFloat struct{ p *float64 }

@@ -60,7 +60,7 @@ func TestNodeRoundTrip(t *testing.T) {
 				want[k] = nil
 			}
 			want["host_keys"] = []any{}
-			want["username"] = "zuul"
+			// username: absent, Zuul's default; left out as Nodepool does.
 			want["hold_expiration"] = "3600" // unchanged: kept as written
 			// As Nodepool does, ssh_port is always written as connection_port.
 			want["ssh_port"] = want["connection_port"]
@@ -144,4 +144,46 @@ func ExampleNode_SetKubeConnection() {
 	fmt.Println(string(n.ConnectionPort))
 	// Output:
 	// {"name":"zuul-ci-abc","namespace":"zuul-ci-abc","host":"https://10.0.0.1:6443","skiptls":false,"token":"<token>","user":"zuul-worker","ca_crt":"<base64 PEM>","pod":"fedora"}
+}
+
+// TestNodeUsername: a node record has a username only when it is not
+// Zuul's default, as Nodepool writes it; one read with a username keeps it.
+func TestNodeUsername(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string // decoded first, if set
+		user string
+		want any // the member's value; nil for absent
+	}{
+		{name: "unset", want: nil},
+		{name: "default", user: "zuul", want: nil},
+		{name: "label's", user: "cloud-user", want: "cloud-user"},
+		{name: "read without", in: `{"state": "ready"}`, user: "zuul", want: nil},
+		{name: "read with", in: `{"username": "zuul"}`, user: "zuul", want: "zuul"},
+		{name: "read null", in: `{"username": null}`, user: "", want: nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var n zk.Node
+			if tc.in != "" {
+				if err := json.Unmarshal([]byte(tc.in), &n); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n.Username = tc.user
+			out, err := json.Marshal(&n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := decodeMap(t, out)["username"]
+			if tc.in == `{"username": null}` {
+				if !ok || got != nil {
+					t.Errorf("Marshal() username = %v (present %v), want null kept", got, ok)
+				}
+				return
+			}
+			if tc.want == nil && ok || tc.want != nil && got != tc.want {
+				t.Errorf("Marshal() = %s, want username %v", out, tc.want)
+			}
+		})
+	}
 }

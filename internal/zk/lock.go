@@ -272,6 +272,9 @@ func (c *Client) acquire(ctx context.Context, dir string, makeParents, wait bool
 			cleanup()
 			return nil, err
 		}
+		if tried {
+			cs = c.dropExtraContenders(ctx, l, cs, prefix)
+		}
 		i := slices.Index(cs, l.name)
 		if i < 0 {
 			// Our ephemeral contender is gone: the session expired while we
@@ -310,6 +313,35 @@ func (c *Client) acquire(ctx context.Context, dir string, makeParents, wait bool
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// dropExtraContenders keeps, of the contenders in cs (sorted) that carry
+// prefix, only the first, as l's, and deletes the others. There is more
+// than one when a create whose reply was lost was applied and a later one
+// too: a request made while go-zookeeper has no connection may wait in its
+// queue and go out on the next connection, while the caller, told of the
+// first loss, already tries again. The lower contender would otherwise
+// hold the lock for as long as the session lives, with nobody knowing it is
+// ours: the request or node stays locked, by us, for good.
+func (c *Client) dropExtraContenders(ctx context.Context, l *Lock, cs []string, prefix string) []string {
+	first := ""
+	out := cs[:0:0]
+	for _, name := range cs {
+		if !strings.HasPrefix(name, prefix) {
+			out = append(out, name)
+			continue
+		}
+		if first == "" {
+			first = name
+			out = append(out, name)
+			continue
+		}
+		_ = c.deleteZnode(context.WithoutCancel(ctx), l.sid, c.abs(l.dir+"/"+name))
+	}
+	if first != "" {
+		l.name = first
+	}
+	return out
 }
 
 // createContender creates an ephemeral sequential contender with the given

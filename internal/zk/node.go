@@ -120,7 +120,7 @@ func (n *Node) fields() []field {
 		{"user_data", &n.UserData},
 		{"hold_job", &nullString{&n.HoldJob}},
 		{"host_keys", &stringList{&n.HostKeys}},
-		{"username", &nullString{&n.Username}},
+		{"username", &defaultString{&n.Username, DefaultUsername}},
 		{"connection_type", &nullString{&n.ConnectionType}},
 		{"shell_type", &nullString{&n.ShellType}},
 		{"hold_expiration", &seconds{&n.HoldExpiration}},
@@ -134,6 +134,10 @@ func (n *Node) fields() []field {
 	}
 }
 
+// DefaultUsername is the user Zuul runs jobs as on a node whose record has
+// no username; a node's username is written only when it is another.
+const DefaultUsername = "zuul"
+
 // MarshalJSON encodes the node as Nodepool writes it, keeping members it
 // was decoded with that it does not model.
 func (n *Node) MarshalJSON() ([]byte, error) { return n.encode(n.fields()) }
@@ -141,7 +145,7 @@ func (n *Node) MarshalJSON() ([]byte, error) { return n.encode(n.fields()) }
 // UnmarshalJSON decodes a node with Nodepool's defaults for absent members:
 // username "zuul", connection_port from ssh_port, else 22.
 func (n *Node) UnmarshalJSON(b []byte) error {
-	n.Username = "zuul"
+	n.Username = DefaultUsername
 	fs := n.fields()
 	// connection_port wins over ssh_port: decode ssh_port first.
 	slices.SortStableFunc(fs, func(a, b field) int {
@@ -157,7 +161,7 @@ func (n *Node) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	if _, ok := n.raw["username"]; !ok {
-		n.Username = "zuul"
+		n.Username = DefaultUsername
 	}
 	return nil
 }

@@ -53,6 +53,9 @@ func (c *Client) watchTree(ctx context.Context, root string, onData treeData) <-
 			if ctx.Err() != nil {
 				return
 			}
+			// Taken before the read: a reconnect from now on makes us read
+			// again (see resynced).
+			session := c.stateChanged()
 			children, _, ev, err := c.conn.ChildrenW(c.abs(root))
 			if errors.Is(err, zk.ErrNoNode) {
 				if err := c.ensurePath(ctx, c.abs(root)); err != nil && c.retryWait(ctx, time.Second) != nil {
@@ -98,6 +101,10 @@ func (c *Client) watchTree(ctx context.Context, root string, onData treeData) <-
 			fire()
 			select {
 			case <-ev:
+			case <-session:
+				if !c.resynced(ctx) {
+					return
+				}
 			case <-ctx.Done():
 				return
 			}
@@ -106,15 +113,29 @@ func (c *Client) watchTree(ctx context.Context, root string, onData treeData) <-
 	return ch
 }
 
+// resynced waits, after a change of the session state, until the client is
+// connected again, and reports false if ctx or the client ended first. A
+// watcher then reads its znode again rather than rely on the watch
+// go-zookeeper re-arms after a reconnect: the library tells the server the
+// last zxid it has seen, taken while the writes queued during the outage
+// may already have been answered, and a change the server believes seen is
+// never notified. Reading again is what kazoo's TreeCache does too.
+func (c *Client) resynced(ctx context.Context) bool {
+	return c.waitConnected(ctx) == nil
+}
+
 // watchData calls fire whenever p's data changes, until p is deleted or ctx
 // is done. It does not fire for the first read. got, if set, receives every
 // read, the first included, and nil when p is deleted.
 func (c *Client) watchData(ctx context.Context, p string, fire func(), got func([]byte, int32)) {
 	first := true
+	var seen zk.Stat // of the last read: a read again after a reconnect
+	// that finds the same znode at the same version tells nobody
 	for {
 		if ctx.Err() != nil {
 			return
 		}
+		session := c.stateChanged() // see resynced
 		data, st, ev, err := c.conn.GetW(c.abs(p))
 		if errors.Is(err, zk.ErrNoNode) {
 			if got != nil {
@@ -131,14 +152,16 @@ func (c *Client) watchData(ctx context.Context, p string, fire func(), got func(
 			}
 			continue
 		}
-		if got != nil {
-			got(data, st.Version)
+		if first || st.Czxid != seen.Czxid || st.Version != seen.Version {
+			if got != nil {
+				got(data, st.Version)
+			}
+			// A cache's reader must hear of a new record once its data is in.
+			if !first || got != nil {
+				fire()
+			}
 		}
-		// A cache's reader must hear of a new record once its data is in.
-		if !first || got != nil {
-			fire()
-		}
-		first = false
+		first, seen = false, *st
 		select {
 		case e := <-ev:
 			if e.Type == zk.EventNodeDeleted {
@@ -146,6 +169,10 @@ func (c *Client) watchData(ctx context.Context, p string, fire func(), got func(
 					got(nil, 0)
 				}
 				fire()
+				return
+			}
+		case <-session:
+			if !c.resynced(ctx) {
 				return
 			}
 		case <-ctx.Done():

@@ -299,3 +299,53 @@ func RandHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// WaitFulfilled waits until every request in ids is fulfilled (failing the
+// test on a failed one) and returns the requests by id.
+func (z *Zuul) WaitFulfilled(ctx context.Context, ids []string) map[string]map[string]any {
+	z.t.Helper()
+	reqs := map[string]map[string]any{}
+	for _, id := range ids {
+		req := z.WaitRequest(ctx, id)
+		if req["state"] != "fulfilled" {
+			z.t.Fatalf("request %s = %v (declined by %v), want fulfilled", id, req["state"], req["declined_by"])
+		}
+		reqs[id] = req
+	}
+	return reqs
+}
+
+// AcceptOnce accepts every request as Zuul does, checks that no node was
+// given to two requests and that each is allocated to its own, and returns
+// the functions that return the nodes.
+func (z *Zuul) AcceptOnce(reqs map[string]map[string]any) []func() {
+	z.t.Helper()
+	seen := map[string]string{} // node id → request id
+	var returns []func()
+	for id, req := range reqs {
+		nodes, ret := z.AcceptNodes(id, req)
+		returns = append(returns, ret)
+		for i, n := range req["nodes"].([]any) {
+			if prev, dup := seen[n.(string)]; dup {
+				z.t.Errorf("node %s given to requests %s and %s", n, prev, id)
+			}
+			seen[n.(string)] = id
+			if nodes[i]["allocated_to"] != id {
+				z.t.Errorf("node %s allocated to %v, want %s", n, nodes[i]["allocated_to"], id)
+			}
+		}
+	}
+	return returns
+}
+
+// WaitConnected waits until the Zuul stand-in has its session back.
+func (z *Zuul) WaitConnected(ctx context.Context) {
+	z.t.Helper()
+	for z.Conn.State() != zk.StateHasSession {
+		select {
+		case <-ctx.Done():
+			z.t.Fatalf("zuul: no ZooKeeper session: %v", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -318,3 +318,101 @@ func (le *launcherEnv) waitReady(tb testing.TB, ctx context.Context, n int) {
 		}
 	}
 }
+
+// BenchmarkLauncherQuotaChurn writes 50 namespace requests at once against
+// a pool with max-servers 10, with a Zuul stand-in that uses each node the
+// moment its request is fulfilled and returns it at once (a job that takes
+// no time): the pool serves the burst in waves of 10, each wave waiting for
+// the quota the previous one frees. It reports nodes/s until the last
+// request is fulfilled and the requests' latency (written → fulfilled),
+// against the same burst and stand-in with no max-servers, in the same run.
+func BenchmarkLauncherQuotaChurn(b *testing.B) {
+	const burst = 50
+	for _, bc := range []struct {
+		name       string
+		maxServers string
+	}{{"max-servers-10", "max-servers: 10"}, {"unlimited", ""}} {
+		b.Run(bc.name, func(b *testing.B) {
+			le := startLauncherWith(b, func(env *testenv.Env, servers, provider string) string {
+				return zkServersYAML(servers) + fmt.Sprintf(`
+labels:
+  - name: namespace
+providers:
+  - name: %s
+    driver: kubernetes
+    context: kubepool-dev
+    pools:
+      - name: main
+        %s
+        labels:
+          - name: namespace
+            type: namespace
+`, provider, bc.maxServers)
+			}, nil)
+			ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
+			defer cancel()
+			zkc, err := zk.Connect(ctx, le.servers, zk.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer zkc.Close()
+			changed := zkc.WatchRequests(ctx)
+			for b.Loop() {
+				cpu0 := le.env.ReadCPU()
+				start := time.Now()
+				pending := map[string]bool{}
+				for range burst {
+					pending[le.zuul.Submit([]string{"namespace"}, 100, nil)] = true
+				}
+				var took []time.Duration
+				// Nodes counting against the quota at once, as seen at each
+				// request change: every record but those in state deleted
+				// (their pods are gone; the record goes next).
+				most := 0
+				for len(pending) > 0 {
+					select {
+					case <-changed:
+					case <-ctx.Done():
+						b.Fatalf("%d requests not fulfilled: %v", len(pending), ctx.Err())
+					}
+					nodes, err := zkc.ListNodes(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					most = max(most, len(slices.DeleteFunc(nodes, func(n *zk.Node) bool { return n.State == zk.NodeDeleted })))
+					reqs, err := zkc.ListRequests(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, r := range reqs {
+						if !pending[r.ID] || (r.State != zk.RequestFulfilled && r.State != zk.RequestFailed) {
+							continue
+						}
+						if r.State == zk.RequestFailed {
+							b.Fatalf("request %s failed", r.ID)
+						}
+						took = append(took, time.Since(start))
+						delete(pending, r.ID)
+						req, _, err := le.zuul.GetJSON(zuulRequestRoot + "/" + r.ID)
+						if err != nil {
+							b.Fatal(err)
+						}
+						_, ret := le.zuul.AcceptNodes(r.ID, req)
+						ret()
+					}
+				}
+				all := time.Since(start)
+				if bc.maxServers != "" && most > 10 {
+					b.Errorf("%d nodes at once, want at most max-servers 10", most)
+				}
+				b.ReportMetric(float64(most), "max-nodes")
+				b.ReportMetric(burst/all.Seconds(), "nodes/s")
+				reportLatency(b, took)
+				reportCPU(b, le.env.ReadCPU().Since(cpu0))
+			}
+			// The next run starts on a cluster that is not deleting this
+			// one's namespaces.
+			waitNothingLeft(b, ctx, le.env, zkc, le.provider)
+		})
+	}
+}

@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/kubepool/kubepool/internal/kube"
 	"github.com/kubepool/kubepool/internal/testenv"
 	"github.com/kubepool/kubepool/internal/zk"
 )
@@ -86,16 +83,7 @@ func TestLauncherProcesses(t *testing.T) {
 	}
 	defer zkc.Close()
 	z := newZuul(t, servers)
-	t.Cleanup(func() {
-		d, err := kube.NewDriver(env.RESTConfig)
-		if err != nil {
-			return
-		}
-		owned, _ := d.List(context.Background(), provider)
-		for _, o := range owned {
-			_ = d.Delete(context.Background(), o.Namespace, false)
-		}
-	})
+	t.Cleanup(func() { deleteOwned(env, provider) })
 
 	nodesChanged := zkc.WatchNodes(ctx)
 	// a takes the ten requests; b joins while a is building their nodes.
@@ -132,50 +120,12 @@ func TestLauncherProcesses(t *testing.T) {
 	<-a.done
 	a2 := startLauncherProcess(t, bin, cfg, env.Kubeconfig, "launcher-a")
 
-	seen := map[string]string{} // node id → request id
-	var returns []func()
-	for _, id := range ids {
-		req := z.WaitRequest(ctx, id)
-		if req["state"] != "fulfilled" {
-			t.Fatalf("request %s = %v, want fulfilled", id, req["state"])
-		}
-		nodes, ret := z.AcceptNodes(id, req)
-		returns = append(returns, ret)
-		for i, n := range req["nodes"].([]any) {
-			if prev, dup := seen[n.(string)]; dup {
-				t.Errorf("node %s given to requests %s and %s", n, prev, id)
-			}
-			seen[n.(string)] = id
-			if nodes[i]["allocated_to"] != id {
-				t.Errorf("node %s allocated to %v, want %s", n, nodes[i]["allocated_to"], id)
-			}
-		}
-	}
-	for _, ret := range returns {
+	for _, ret := range z.AcceptOnce(z.WaitFulfilled(ctx, ids)) {
 		ret()
 	}
 	// Everything goes: nodes (incl. those launcher-a was building when it
-	// died) and namespaces.
-	sel := kube.ProviderSelector(provider).String()
-	for {
-		nodes, err := zkc.ListNodes(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nsl, err := env.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(nodes) == 0 && len(nsl.Items) == 0 {
-			break
-		}
-		select {
-		case <-nodesChanged:
-		case <-time.After(time.Second): // namespaces finish deleting without a node event
-		case <-ctx.Done():
-			t.Fatalf("%d nodes and %d namespaces left", len(nodes), len(nsl.Items))
-		}
-	}
+	// died), namespaces and request locks.
+	waitNothingLeft(t, ctx, env, zkc, provider)
 	for _, p := range []*launcherProcess{b, a2} {
 		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)

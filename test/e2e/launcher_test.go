@@ -134,11 +134,34 @@ func startLauncherWith(t testing.TB, makeConfig func(env *testenv.Env, servers, 
 // uses an in-memory one), instead of the dev cluster's.
 func startLauncherDrivers(t testing.TB, makeConfig func(env *testenv.Env, servers, provider string) string, beforeRun func(z *zuul, provider string), client func() kubernetes.Interface) *launcherEnv {
 	t.Helper()
+	return startLauncherSetup(t, launcherSetup{makeConfig: makeConfig, beforeRun: beforeRun, client: client})
+}
+
+// launcherSetup is what startLauncherSetup starts: the fields of
+// startLauncherDrivers, and a ZooKeeper of the test's own.
+type launcherSetup struct {
+	makeConfig func(env *testenv.Env, servers, provider string) string
+	beforeRun  func(z *zuul, provider string)
+	client     func() kubernetes.Interface
+	// zooKeeper is "host:port" of a ZooKeeper the test started (one it may
+	// stop); default the dev cluster's, which no test stops.
+	zooKeeper string
+	// sessionTimeout is the launcher's ZooKeeper session timeout; default
+	// zk's (10 s).
+	sessionTimeout time.Duration
+}
+
+func startLauncherSetup(t testing.TB, o launcherSetup) *launcherEnv {
+	t.Helper()
 	env := testenv.Cluster(t)
 	t.Setenv("KUBECONFIG", env.Kubeconfig)
 	le := &launcherEnv{env: env, provider: "e2e-" + randHex(3)}
-	le.servers = env.ZooKeeper + "/kubepool-e2e-" + randHex(4)
-	cfg, err := config.Parse("e2e.yaml", []byte(makeConfig(env, le.servers, le.provider)))
+	zooKeeper := env.ZooKeeper
+	if o.zooKeeper != "" {
+		zooKeeper = o.zooKeeper
+	}
+	le.servers = zooKeeper + "/kubepool-e2e-" + randHex(4)
+	cfg, err := config.Parse("e2e.yaml", []byte(o.makeConfig(env, le.servers, le.provider)))
 	if err != nil {
 		t.Fatalf("config.Parse = %v", err)
 	}
@@ -152,8 +175,8 @@ func startLauncherDrivers(t testing.TB, makeConfig func(env *testenv.Env, server
 		if err != nil {
 			t.Fatal(err)
 		}
-		if client != nil {
-			d.Client = client()
+		if o.client != nil {
+			d.Client = o.client()
 		}
 		d.TokenExpiration = p.TokenExpiration
 		d.Projects = p.Driver == config.DriverOpenShift
@@ -161,7 +184,7 @@ func startLauncherDrivers(t testing.TB, makeConfig func(env *testenv.Env, server
 		drivers[p.Name] = d
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	le.zk, err = zk.Connect(ctx, le.servers, zk.Options{})
+	le.zk, err = zk.Connect(ctx, le.servers, zk.Options{SessionTimeout: o.sessionTimeout})
 	if err != nil {
 		t.Fatalf("zk.Connect(%s) = %v", le.servers, err)
 	}
@@ -173,8 +196,8 @@ func startLauncherDrivers(t testing.TB, makeConfig func(env *testenv.Env, server
 		t.Fatal(err)
 	}
 	le.zuul = newZuul(t, le.servers)
-	if beforeRun != nil {
-		beforeRun(le.zuul, le.provider)
+	if o.beforeRun != nil {
+		o.beforeRun(le.zuul, le.provider)
 	}
 	done := make(chan error, 1)
 	go func() { done <- le.l.Run(ctx) }()
