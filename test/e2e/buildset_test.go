@@ -279,20 +279,10 @@ func TestBuildsetRegistry(t *testing.T) {
 
 	// The image serves in the child's namespace behind a Service; a pod in
 	// the parent's namespace (B's too) reaches it by its DNS name.
-	switch dns := clusterDNS(t, ctx, be.env); {
-	case dns:
-		serveAndFetch(t, ctx, be.env.Client, childClient, parentClient, childNS, parentNS, appRef, b, nil)
-	case nodeDNS(ctx, be.env):
-		// CoreDNS runs on the node, but the kubelet (started before it)
-		// does not hand it to pods: the client pod names it itself.
-		t.Logf("the kubelet has no clusterDNS; the client pod uses the cluster DNS on %s:53", be.env.NodeIP)
-		serveAndFetch(t, ctx, be.env.Client, childClient, parentClient, childNS, parentNS, appRef, b, &corev1.PodDNSConfig{
-			Nameservers: []string{be.env.NodeIP},
-			Searches:    []string{parentNS + ".svc.cluster.local", "svc.cluster.local", "cluster.local"},
-		})
-	default:
-		t.Log("the dev cluster has no cluster DNS: the Service part is not run")
+	if !clusterDNS(t, ctx, be.env) {
+		t.Fatal("the dev cluster's kubelet gives pods no cluster DNS: it was started by an older hack/devcluster (make cluster-down cluster-up)")
 	}
+	serveAndFetch(t, ctx, be.env.Client, childClient, parentClient, childNS, parentNS, appRef, b)
 
 	// Buildset C: its pods cannot pull B's image, its credentials get
 	// nothing of B's or of repositories outside the public ones.
@@ -746,24 +736,10 @@ func clusterDNS(t *testing.T, ctx context.Context, env *testenv.Env) bool {
 	return json.Unmarshal(raw, &cfg) == nil && len(cfg.KubeletConfig.ClusterDNS) > 0
 }
 
-// nodeDNS reports whether a cluster DNS server answers on the node's
-// address (hack/devcluster runs CoreDNS there).
-func nodeDNS(ctx context.Context, env *testenv.Env) bool {
-	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, net.JoinHostPort(env.NodeIP, "53"))
-	}}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	addrs, err := r.LookupHost(ctx, "kubernetes.default.svc.cluster.local")
-	return err == nil && len(addrs) > 0
-}
-
 // serveAndFetch runs image as a web server in namespace server behind a
 // Service "app", fetches the marker from a pod in namespace client by the
 // Service's DNS name, and checks it is marker.
-// dnsConfig, if set, is the client pod's own resolver configuration.
-func serveAndFetch(t *testing.T, ctx context.Context, admin, serverClient, clientClient kubernetes.Interface, serverNS, clientNS, appRef, marker string, dnsConfig *corev1.PodDNSConfig) {
+func serveAndFetch(t *testing.T, ctx context.Context, admin, serverClient, clientClient kubernetes.Interface, serverNS, clientNS, appRef, marker string) {
 	t.Helper()
 	server := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "app", Labels: map[string]string{"app": "app"}},
@@ -804,9 +780,6 @@ while True:
 `, url},
 			}},
 		},
-	}
-	if dnsConfig != nil {
-		fetch.Spec.DNSPolicy, fetch.Spec.DNSConfig = corev1.DNSNone, dnsConfig
 	}
 	if _, err := clientClient.CoreV1().Pods(clientNS).Create(ctx, fetch, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating the client pod in %s: %v", clientNS, err)
