@@ -132,3 +132,31 @@ func (p Policy) Grant(buildset string, requested []registrytoken.Access) []regis
 	}
 	return out
 }
+
+// GrantPromoter returns what a promoter may have of requested: pull on
+// every repository (the buildsets' included, to read what they built and
+// mount its blobs), push outside the buildsets' prefix only (release
+// repositories). Never push into a buildset's area, nor delete, nor the
+// catalog: promoting out of a buildset cannot change what it built.
+func (p Policy) GrantPromoter(requested []registrytoken.Access) []registrytoken.Access {
+	var out []registrytoken.Access
+	for _, r := range requested {
+		if r.Type != "repository" || r.Class != "" || !validRepository(r.Name) {
+			continue
+		}
+		allowed := []string{"pull"}
+		if !strings.HasPrefix(r.Name, p.prefix()) {
+			allowed = append(allowed, "push")
+		}
+		var acts []string
+		for _, a := range r.Actions {
+			if slices.Contains(allowed, a) && !slices.Contains(acts, a) {
+				acts = append(acts, a)
+			}
+		}
+		if len(acts) > 0 {
+			out = append(out, registrytoken.Access{Type: r.Type, Name: r.Name, Actions: acts})
+		}
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package buildset
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -93,5 +94,43 @@ func TestValidateID(t *testing.T) {
 		if err := ValidateID(id); (err == nil) != ok {
 			t.Errorf("ValidateID(%q) = %v, want ok=%v", id, err, ok)
 		}
+	}
+}
+
+func TestPolicyGrantPromoter(t *testing.T) {
+	p := Policy{Prefix: "buildsets/", Public: []string{"library/*"}}
+	repo := func(name string, acts ...string) registrytoken.Access {
+		return registrytoken.Access{Type: "repository", Name: name, Actions: acts}
+	}
+	tests := []struct {
+		name string
+		req  []registrytoken.Access
+		want []registrytoken.Access
+	}{
+		{"mount out of a buildset", []registrytoken.Access{repo("release/app", "pull", "push"), repo("buildsets/b1/app", "pull")},
+			[]registrytoken.Access{repo("release/app", "pull", "push"), repo("buildsets/b1/app", "pull")}},
+		{"no push into a buildset", []registrytoken.Access{repo("buildsets/b1/app", "pull", "push")}, []registrytoken.Access{repo("buildsets/b1/app", "pull")}},
+		{"no delete", []registrytoken.Access{repo("release/app", "delete", "*")}, nil},
+		{"dot-dot escape into a buildset", []registrytoken.Access{repo("release/../buildsets/b1/app", "push")}, nil},
+		{"catalog", []registrytoken.Access{{Type: "registry", Name: "catalog", Actions: []string{"*"}}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, p.GrantPromoter(tt.req)); diff != "" {
+				t.Errorf("GrantPromoter(%v) mismatch (-want +got):\n%s", tt.req, diff)
+			}
+		})
+	}
+}
+
+func TestAuthorizerPromoter(t *testing.T) {
+	a := &Authorizer{Policy: Policy{Prefix: "buildsets/"}, Promoters: map[string][32]byte{"release-bot": HashPassword("s3cret")}}
+	req := []registrytoken.Access{{Type: "repository", Name: "release/app", Actions: []string{"push", "pull"}}}
+	subject, got, err := a.Authorize(t.Context(), "release-bot", "s3cret", req)
+	if err != nil || subject != "release-bot" || len(got) != 1 || len(got[0].Actions) != 2 {
+		t.Fatalf("Authorize(promoter) = %q, %v, %v; want push and pull on release/app", subject, got, err)
+	}
+	if _, _, err := a.Authorize(t.Context(), "release-bot", "wrong", req); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("Authorize(promoter, wrong password) = %v, want ErrUnauthorized", err)
 	}
 }

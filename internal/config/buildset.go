@@ -2,6 +2,8 @@ package config
 
 import (
 	"net/url"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -31,6 +33,8 @@ const (
 //	  issuer: kubepool                   # the registry's auth.token.issuer
 //	  service: registry.example.com      # its auth.token.service; default: the URL's host
 //	  token-ttl: 5m
+//	  promoters:                         # who may promote out of buildsets
+//	    - {username: release-bot, password-file: /etc/kubepool/release-bot.password}
 type BuildsetRegistry struct {
 	URL                string
 	RepositoryPrefix   string
@@ -41,6 +45,16 @@ type BuildsetRegistry struct {
 	Issuer             string
 	Service            string
 	TokenTTL           time.Duration
+	// Promoters may pull every repository and push outside the buildsets'
+	// prefix: the identities that promote what buildsets built to
+	// release repositories (buildset.Policy.GrantPromoter).
+	Promoters []Promoter
+}
+
+// Promoter is one entry of buildset-registry.promoters.
+type Promoter struct {
+	Username     string
+	PasswordFile string // read by the launcher at start; one line
 }
 
 // Host returns the registry's host[:port] from its URL.
@@ -76,6 +90,17 @@ func (d *decoder) buildsetRegistry(n *yaml.Node, path string) *BuildsetRegistry 
 		"issuer":            func(v *yaml.Node, p string) { b.Issuer = d.str(v, p) },
 		"service":           func(v *yaml.Node, p string) { b.Service = d.str(v, p) },
 		"token-ttl":         func(v *yaml.Node, p string) { b.TokenTTL = d.seconds(v, p) },
+		"promoters": func(v *yaml.Node, p string) {
+			d.list(v, p, func(item *yaml.Node, p string) {
+				var pr Promoter
+				present := d.object(item, p, keys{
+					"username":      func(v *yaml.Node, p string) { pr.Username = d.str(v, p) },
+					"password-file": func(v *yaml.Node, p string) { pr.PasswordFile = d.str(v, p) },
+				})
+				d.require(item, p, present, "username", "password-file")
+				b.Promoters = append(b.Promoters, pr)
+			})
+		},
 	})
 	d.require(n, path, present, "url", "token-key", "token-certificate")
 	if _, ok := present["service"]; !ok {
@@ -110,9 +135,27 @@ func (b *BuildsetRegistry) validate(v *errorList, path string) {
 	if b.TokenTTL < time.Minute || b.TokenTTL > time.Hour {
 		v.at(path+".token-ttl", "%v is out of range (1m0s to 1h0m0s; the spec asks for at least 60 s)", b.TokenTTL)
 	}
+	seen := map[string]bool{}
+	for i, pr := range b.Promoters {
+		pp := indexPath(path+".promoters", i)
+		switch {
+		case !promoterRE.MatchString(pr.Username):
+			v.at(pp+".username", "%q: want lower-case letters, digits, '.', '_' and '-', starting with a letter or digit", pr.Username)
+		case strings.HasPrefix(pr.Username, buildset.UserPrefix):
+			v.at(pp+".username", "%q: names starting with %q are buildsets' own", pr.Username, buildset.UserPrefix)
+		case seen[pr.Username]:
+			v.at(pp+".username", "%q is listed twice", pr.Username)
+		}
+		seen[pr.Username] = true
+		if pr.PasswordFile != "" && !filepath.IsAbs(pr.PasswordFile) {
+			v.at(pp+".password-file", "%q: want an absolute path", pr.PasswordFile)
+		}
+	}
 	for _, f := range []struct{ key, val string }{{"issuer", b.Issuer}, {"service", b.Service}} {
 		if f.val == "" {
 			v.at(path+"."+f.key, "must not be empty")
 		}
 	}
 }
+
+var promoterRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)

@@ -29,6 +29,8 @@ func TestBuildsetRegistry(t *testing.T) {
       ttl: 30m
       token-key: /etc/kubepool/token.key
       token-certificate: /etc/kubepool/token.crt
+      promoters:
+        - {username: release-bot, password-file: /etc/kubepool/release-bot.password}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -38,6 +40,7 @@ func TestBuildsetRegistry(t *testing.T) {
 		PublicRepositories: []string{"base/*", "tools/runner"}, TTL: 30 * time.Minute,
 		TokenKey: "/etc/kubepool/token.key", TokenCertificate: "/etc/kubepool/token.crt",
 		Issuer: "kubepool", Service: "registry.example.com:5000", TokenTTL: 5 * time.Minute,
+		Promoters: []Promoter{{Username: "release-bot", PasswordFile: "/etc/kubepool/release-bot.password"}},
 	}
 	if diff := cmp.Diff(want, c.Providers[0].BuildsetRegistry); diff != "" {
 		t.Errorf("BuildsetRegistry mismatch (-want +got):\n%s", diff)
@@ -67,6 +70,15 @@ func TestBuildsetRegistryErrors(t *testing.T) {
 		{"ttl and token-ttl", "      url: https://r\n      token-key: k\n      token-certificate: c\n      ttl: 0\n      token-ttl: 10s\n",
 			[]string{"providers[0].buildset-registry.ttl: must be positive", "providers[0].buildset-registry.token-ttl: 10s is out of range"}},
 		{"not a mapping", "      - url\n", []string{"providers[0].buildset-registry"}},
+		{"promoters", "      url: https://r\n      token-key: k\n      token-certificate: c\n      promoters:\n" +
+			"        - {username: Bad, password-file: /p}\n        - {username: buildset-x, password-file: /p}\n" +
+			"        - {username: ok, password-file: rel}\n        - {username: ok, password-file: /p}\n",
+			[]string{`providers[0].buildset-registry.promoters[0].username: "Bad": want lower-case`,
+				`providers[0].buildset-registry.promoters[1].username: "buildset-x": names starting with "buildset-" are buildsets' own`,
+				`providers[0].buildset-registry.promoters[2].password-file: "rel": want an absolute path`,
+				`providers[0].buildset-registry.promoters[3].username: "ok" is listed twice`}},
+		{"promoter without password", "      url: https://r\n      token-key: k\n      token-certificate: c\n      promoters:\n        - {username: nopw}\n",
+			[]string{`kubepool.yaml:18: providers[0].buildset-registry.promoters[0].password-file: required key is missing`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kubepool/kubepool/internal/buildset"
@@ -63,10 +65,14 @@ func (l *Launcher) initBuildsets() error {
 			return fmt.Errorf("launcher: provider %q buildset-registry: %w", p.Name, err)
 		}
 		iss.TTL = br.TokenTTL
+		promoters, err := readPromoters(br.Promoters)
+		if err != nil {
+			return fmt.Errorf("launcher: provider %q buildset-registry: %w", p.Name, err)
+		}
 		reg := &buildsetRegistry{cfg: br, policy: br.Policy(), issuer: iss}
 		reg.handler = &registrytoken.Handler{
 			Issuer:     iss,
-			Authorizer: &buildset.Authorizer{Store: l.buildsetStore, Policy: reg.policy},
+			Authorizer: &buildset.Authorizer{Store: l.buildsetStore, Policy: reg.policy, Promoters: promoters},
 			Realm:      tokenRealm,
 			Log:        l.log.With("provider", p.Name),
 		}
@@ -83,6 +89,24 @@ func (l *Launcher) initBuildsets() error {
 		l.registries[p.Name] = reg
 	}
 	return nil
+}
+
+// readPromoters reads the promoters' password files (the first line of
+// each) and keeps their hashes.
+func readPromoters(list []config.Promoter) (map[string][32]byte, error) {
+	out := map[string][32]byte{}
+	for _, pr := range list {
+		b, err := os.ReadFile(pr.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("promoter %q: reading its password: %w", pr.Username, err)
+		}
+		pw, _, _ := strings.Cut(string(b), "\n")
+		if pw = strings.TrimSuffix(pw, "\r"); pw == "" {
+			return nil, fmt.Errorf("promoter %q: %s is empty", pr.Username, pr.PasswordFile)
+		}
+		out[pr.Username] = buildset.HashPassword(pw)
+	}
+	return out, nil
 }
 
 // Routes returns the HTTP handlers the launcher serves besides its status

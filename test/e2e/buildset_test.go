@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubepool/kubepool/internal/buildset"
+	"github.com/kubepool/kubepool/internal/imageset"
 	"github.com/kubepool/kubepool/internal/kube"
 	"github.com/kubepool/kubepool/internal/launcher"
 	"github.com/kubepool/kubepool/internal/registrytoken"
@@ -52,8 +53,13 @@ type buildsetEnv struct {
 // buildset end.
 const buildsetTTL = 4 * time.Second
 
-// buildsetFiles are a token key and certificate, written for the test.
-type buildsetFiles struct{ key, cert string }
+// buildsetFiles are a token key and certificate, and a promoter's
+// password file, written for the test.
+type buildsetFiles struct{ key, cert, promoterPassword string }
+
+// buildsetPromoter is the test's promotion identity (buildset-registry
+// promoters) and its password.
+const buildsetPromoter, buildsetPromoterPassword = "release-bot", "e2e-promoter-password"
 
 const buildsetService, buildsetIssuer = "kubepool-e2e-registry", "kubepool-e2e"
 
@@ -64,8 +70,8 @@ func newBuildsetFiles(t testing.TB) buildsetFiles {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	f := buildsetFiles{key: filepath.Join(dir, "token.key"), cert: filepath.Join(dir, "token.crt")}
-	for name, b := range map[string][]byte{f.key: keyPEM, f.cert: certPEM} {
+	f := buildsetFiles{key: filepath.Join(dir, "token.key"), cert: filepath.Join(dir, "token.crt"), promoterPassword: filepath.Join(dir, "promoter.password")}
+	for name, b := range map[string][]byte{f.key: keyPEM, f.cert: certPEM, f.promoterPassword: []byte(buildsetPromoterPassword + "\n")} {
 		if err := os.WriteFile(name, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -107,6 +113,8 @@ providers:
       token-certificate: %s
       service: %s
       issuer: %s
+      promoters:
+        - {username: %s, password-file: %s}
     pools:
       - name: main
         labels:
@@ -114,7 +122,7 @@ providers:
           - {name: pod, type: pod, image: %s, cpu: 100m, memory: 64Mi}
           - {name: shared, type: namespace, buildset-shared: true}
           - {name: warm, type: namespace}
-`, warm, provider, reg.URL(), int(ttl/time.Second), f.key, f.cert, buildsetService, buildsetIssuer, env.MachineImage)
+`, warm, provider, reg.URL(), int(ttl/time.Second), f.key, f.cert, buildsetService, buildsetIssuer, buildsetPromoter, f.promoterPassword, env.MachineImage)
 }
 
 func startBuildsetLauncher(t testing.TB, warm int) *buildsetEnv {
@@ -264,6 +272,41 @@ func TestBuildsetRegistry(t *testing.T) {
 	if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithAuth(&creds)); err != nil {
 		t.Fatalf("pushing %s with buildset %s's credentials: %v", appRef, b, err)
 	}
+
+	// Promotion out of the buildset: the promoter's credentials give pull on
+	// B's repository and push on the release one, so every blob is mounted
+	// within the registry and none is uploaded; the release tag ends at the
+	// digest B built.
+	t.Run("promote", func(t *testing.T) {
+		built, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := imageset.NewClient(imageset.RegistryOptions{Creds: buildsetPromoter + ":" + buildsetPromoterPassword, Retries: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := pc.Promote(ctx, []imageset.PromoteSource{{Ref: appRef, Digest: built.String()}},
+			imageset.PromoteOptions{To: "v1", Destination: host + "/release", Journal: filepath.Join(t.TempDir(), "promote.journal")})
+		if err != nil {
+			t.Fatalf("promoting %s to %s/release with the promoter's credentials: %v", appRef, host, err)
+		}
+		if st := pc.Stats(); st.BlobUploadBytes != 0 {
+			t.Errorf("promotion uploaded %d blob bytes, want 0 (cross-repository mounts)", st.BlobUploadBytes)
+		}
+		target, _ := name.ParseReference(host+"/release/app:v1", name.Insecure)
+		d, err := remote.Head(target, remote.WithContext(ctx),
+			remote.WithAuth(&authn.Basic{Username: buildsetPromoter, Password: buildsetPromoterPassword}))
+		if err != nil || d.Digest != built {
+			t.Fatalf("%s after the promotion: %v, %v; want %s", target, d, err, built)
+		}
+		t.Logf("promoted %s to %s (%d steps) with 0 blob bytes uploaded", appRef, target, len(res.Steps))
+		// B's own credentials cannot write the release repository.
+		rel, _ := name.ParseReference(host+"/release/app:from-buildset", name.Insecure)
+		if err := remote.Write(rel, img, remote.WithContext(ctx), remote.WithAuth(&creds)); err == nil {
+			t.Errorf("buildset %s's credentials pushed to %s, want refused", b, rel)
+		}
+	})
 
 	// A child of B: its pods pull the image with no configuration.
 	_, child, returnChild := be.buildsetRequest(t, ctx, "namespace", b)
