@@ -158,7 +158,9 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 			Stdout:    o.Stdout != nil,
 			Stderr:    true,
 		}, scheme.ParameterCodec)
-	ex, err := e.executor(req.URL())
+	socks := &sockets{}
+	defer socks.release()
+	ex, err := e.executor(req.URL(), socks)
 	if err != nil {
 		return fmt.Errorf("preparing exec in pod %s: %w", t, err)
 	}
@@ -190,8 +192,10 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 		func() error {
 			return &NoStatusError{Target: t, Command: cmd, StdinLeft: o.Stdin != nil && !w.stdinEOF.Load(), Stderr: tailBuf.String()}
 		},
-		func() error { return &StallError{Target: t, Command: cmd, Idle: o.StallTimeout, Sent: w.sent.Load()} })
-	err = ex.StreamWithContext(sctx, so)
+		func() error {
+			return &StallError{Target: t, Command: cmd, Idle: o.StallTimeout, Sent: w.sent.Load(), Stderr: tailBuf.String()}
+		})
+	err = stream(sctx, ex, so, socks)
 	close(done)
 	w.stop.Store(true) // client-go may still read stdin: it gets EOF
 	if err == nil {
@@ -215,6 +219,33 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 		return &StartError{Target: t, Command: cmd, Message: err.Error()}
 	}
 	return &streamError{target: t, err: err}
+}
+
+// abandonWait bounds how long an exec whose context ended may take to let
+// go once its sockets were cut (see sockets.go); past it Run returns and
+// leaves client-go's goroutine behind rather than wait.
+const abandonWait = 5 * time.Second
+
+// stream runs ex until it returns or ctx ends; then it cuts the exec's
+// sockets, so that client-go's close of an SPDY connection, stuck behind a
+// blocked stdin write, completes, and gives it abandonWait to return.
+func stream(ctx context.Context, ex remotecommand.Executor, so remotecommand.StreamOptions, socks *sockets) error {
+	res := make(chan error, 1)
+	go func() { res <- ex.StreamWithContext(ctx, so) }()
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+	}
+	socks.cut()
+	t := time.NewTimer(abandonWait)
+	defer t.Stop()
+	select {
+	case err := <-res:
+		return err
+	case <-t.C:
+		return context.Cause(ctx)
+	}
 }
 
 // kubeletStartFailure is how the kubelet words a command the container
@@ -261,13 +292,13 @@ func (e *Executor) notFound(ctx context.Context, t Target) error {
 	return fmt.Errorf("exec in pod %s: container %q: %w (the pod has %s)", t, t.Container, ErrNotFound, strings.Join(names, ", "))
 }
 
-func (e *Executor) executor(u *url.URL) (remotecommand.Executor, error) {
+func (e *Executor) executor(u *url.URL, socks *sockets) (remotecommand.Executor, error) {
 	cfg := e.config
 	if p := e.proxy.Load(); p != nil {
 		cfg = rest.CopyConfig(cfg)
 		cfg.Proxy = http.ProxyURL(p)
 	}
-	spdy, err := remotecommand.NewSPDYExecutor(cfg, http.MethodPost, u)
+	spdy, err := newSPDYExecutor(cfg, u, socks)
 	if err != nil {
 		return nil, err
 	}

@@ -62,11 +62,16 @@ type StallError struct {
 	Target  Target
 	Command []string
 	Idle    time.Duration
-	Sent    int64 // stdin bytes taken before the stall
+	Sent    int64  // stdin bytes taken before the stall
+	Stderr  string // what the command printed last, before the stall
 }
 
 func (e *StallError) Error() string {
-	return fmt.Sprintf("running %s in pod %s: no progress for %v (stdin stalled after %d bytes, no output)", shortCommand(e.Command), e.Target, e.Idle, e.Sent)
+	msg := fmt.Sprintf("running %s in pod %s: no progress for %v (stdin stalled after %d bytes, no output since)", shortCommand(e.Command), e.Target, e.Idle, e.Sent)
+	if s := lastLines(e.Stderr, 5); s != "" {
+		msg += "; it last printed: " + s
+	}
+	return msg
 }
 
 func (e *StallError) Unwrap() error { return ErrStream }

@@ -397,43 +397,57 @@ func (endlessReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestExecCommandStopsReading runs a command that exits after reading 1
-// KiB of an endless stdin, over SPDY and WebSocket: Run returns, with the
-// command's exit code when the status arrives, or a *NoStatusError with
-// its last words when the runtime holds the status back, or a
-// *StallError when it holds the output open too (seen over SPDY).
+// TestExecCommandStopsReading feeds an endless stdin, over SPDY and
+// WebSocket, to a command that reads 1 KiB of it and then either exits
+// ("exits") or stays but reads no more ("stays", a receiver that stopped):
+// Run returns within the stall timeout (plus the exit grace), with the
+// command's exit code when the status arrives, a *NoStatusError with its
+// last words when the runtime holds the status back, or a *StallError when
+// nothing moves. A stalled receiver must be a *StallError.
 func TestExecCommandStopsReading(t *testing.T) {
 	faultTests(t)
 	env := testenv.Cluster(t)
 	target := machinePod(t, env, "e2e-exec-stops")
 	for _, proto := range protocols {
-		t.Run(proto.name, func(t *testing.T) {
-			ex := newExecutor(t, env, !proto.preferSPDY)
-			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-			defer cancel()
-			start := time.Now()
-			err := ex.Run(ctx, target, []string{"sh", "-c", "head -c 1024 >/dev/null; echo receiver gone >&2; exit 3"}, podexec.Options{Stdin: endlessReader{}, StallTimeout: 5 * time.Second})
-			if ctx.Err() != nil {
-				t.Fatalf("Run still waiting after 3 minutes (hang): %v", err)
-			}
-			t.Logf("%s: %v after %v", proto.name, err, time.Since(start).Round(time.Millisecond))
-			var ee *podexec.ExecError
-			var ns *podexec.NoStatusError
-			var se *podexec.StallError
-			switch {
-			case errors.As(err, &se):
-				// The runtime kept the output open: the stall ended it.
-			case errors.As(err, &ee):
-				if ee.ExitCode != 3 {
-					t.Errorf("exit code = %d, want 3", ee.ExitCode)
+		for _, tt := range []struct{ name, script string }{
+			{"exits", "head -c 1024 >/dev/null; echo receiver gone >&2; exit 3"},
+			{"stays", "head -c 1024 >/dev/null; echo receiver stopped >&2; exec sleep 600"},
+		} {
+			t.Run(proto.name+"/"+tt.name, func(t *testing.T) {
+				ex := newExecutor(t, env, proto.preferSPDY) // spdy: SPDY only
+				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+				defer cancel()
+				start := time.Now()
+				err := ex.Run(ctx, target, []string{"sh", "-c", tt.script}, podexec.Options{Stdin: endlessReader{}, StallTimeout: 5 * time.Second})
+				if ctx.Err() != nil {
+					t.Fatalf("Run still waiting after 3 minutes (hang): %v", err)
 				}
-			case errors.As(err, &ns):
-				if !ns.StdinLeft || !strings.Contains(ns.Stderr, "receiver gone") {
-					t.Errorf("NoStatusError = %+v, want stdin left and the command's stderr", ns)
+				t.Logf("%s/%s: %v after %v", proto.name, tt.name, err, time.Since(start).Round(time.Millisecond))
+				if err == nil || !strings.Contains(err.Error(), target.Pod) {
+					t.Errorf("Run = %v, want an error naming the pod", err)
 				}
-			default:
-				t.Errorf("Run of a command that stops reading = %v, want an *ExecError or a *NoStatusError", err)
-			}
-		})
+				var ee *podexec.ExecError
+				var ns *podexec.NoStatusError
+				var se *podexec.StallError
+				switch {
+				case errors.As(err, &se):
+					if se.Sent < 1024 {
+						t.Errorf("StallError after %d bytes of stdin, want at least the 1 KiB the command read", se.Sent)
+					}
+				case tt.name == "stays":
+					t.Errorf("Run of a command that stopped reading = %v, want a *StallError", err)
+				case errors.As(err, &ee):
+					if ee.ExitCode != 3 {
+						t.Errorf("exit code = %d, want 3", ee.ExitCode)
+					}
+				case errors.As(err, &ns):
+					if !ns.StdinLeft || !strings.Contains(ns.Stderr, "receiver gone") {
+						t.Errorf("NoStatusError = %+v, want stdin left and the command's stderr", ns)
+					}
+				default:
+					t.Errorf("Run of a command that exits early = %v, want an *ExecError, *NoStatusError or *StallError", err)
+				}
+			})
+		}
 	}
 }
