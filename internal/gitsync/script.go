@@ -24,6 +24,12 @@ import (
 //	error <line>               (after failed: its last lines of stderr)
 //	end                        (after the last repo)
 //
+// "end" is also the last line of every script, printed right before it
+// exits, whether it failed or not (printed by an exit trap on a failure;
+// the batch script may print it twice): podexec.Run takes it as the command's end
+// (Options.EndLine), so that an exec whose exit status does not come (its
+// stdin left unread) is noticed over WebSocket too, where the output
+// streams stay open until the status.
 // A repo in the pod is in a sync's hands while one of these exists under
 // its .git: kubepool-incoming (pack files arriving), kubepool-refs (ref
 // updates not applied yet) or kubepool-checkout (a checkout running, by
@@ -93,6 +99,10 @@ nogit() { echo "kubepool-gitsync: git: command not found in this container" >&2;
 command -v git >/dev/null 2>&1 || nogit
 `
 
+// endTrap prints the end line when a script exits with a failure.
+const endTrap = `trap 'rc=$?; [ $rc -eq 0 ] || echo end; exit $rc' EXIT
+`
+
 // destSh makes the destination root $1 ($HOME when empty) the current
 // directory, creating it; a destination that cannot be made or written is
 // an error naming it, with exit status 4.
@@ -109,7 +119,7 @@ cd "$root" || dest "cannot enter it"
 // not there print only their "repo" line (and "partial" when an
 // interrupted sync left files). With $2 = "create", it first creates the
 // destination root as a sync needs it.
-const probeScript = commonSh + `root=${1:-${HOME:-/}}
+const probeScript = endTrap + commonSh + `root=${1:-${HOME:-/}}
 if [ "${2:-}" = create ]; then
 ` + destSh + `else
 	cd "$root" 2>/dev/null || root=
@@ -134,7 +144,7 @@ echo end
 // written only after the checkout ($4 = "keep": a dirty tree is left as
 // it is). It ends by printing the repo's state as the probe does.
 const applyScript = `set -eu
-` + commonSh + destSh + `mkdir -p "$2"
+` + endTrap + commonSh + destSh + `mkdir -p "$2"
 cd "$2"
 fresh=
 [ -f .git/HEAD ] || { $g init -q --template= && fresh=1; }
@@ -187,7 +197,7 @@ const incoming = ".git/objects/pack/kubepool-incoming"
 // marked partial. The output ends with "end" after the last repo, and the
 // exit status is non-zero unless every repo was brought to its state.
 const batchScript = `set -u
-` + commonSh + destSh + `keep=$2
+` + endTrap + commonSh + destSh + `keep=$2
 shift 2
 (for p; do set -- "$@" "$p/$i"; shift; done; rm -rf "$@")
 exec 3>&1
@@ -251,6 +261,9 @@ echo end
 exit $failed
 }
 `
+
+// endLine is the scripts' last line (see above).
+const endLine = "end"
 
 // podState is a repo's state as the pod reports it.
 type podState struct {

@@ -109,6 +109,14 @@ type Options struct {
 	// prints nothing for that long: a receiver that stopped. Once stdin
 	// ended, a command may work silently for as long as it needs.
 	StallTimeout time.Duration
+	// EndLine, when set, is a line the command prints on stdout as its
+	// last output, right before it exits: once it came, the command is
+	// taken as ended, as when its output streams end, and its exit status
+	// gets ExitGrace to arrive. Over WebSocket, the API server keeps the
+	// output streams of a command that exited with stdin unread open
+	// until the status, which then never comes (see watch.go): the line
+	// is what tells Run the command is gone.
+	EndLine string
 }
 
 // Executor runs commands in pods of one cluster.
@@ -179,7 +187,7 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 		so.Stdin = &watchedReader{r: o.Stdin, w: w}
 	}
 	if o.Stdout != nil {
-		so.Stdout = &watchedWriter{out: o.Stdout, w: w}
+		so.Stdout = &watchedWriter{out: o.Stdout, w: w, end: endLine(o.EndLine)}
 	}
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -1,6 +1,7 @@
 package podexec
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -99,9 +100,12 @@ func (w *watch) progress() { w.last.Store(time.Now().UnixNano()) }
 
 func (w *watch) outputEnded() {
 	if w.outputs.Add(-1) == 0 {
-		w.endOnce.Do(func() { close(w.ended) })
+		w.commandEnded()
 	}
 }
+
+// commandEnded is the command seen gone: its exit status is due.
+func (w *watch) commandEnded() { w.endOnce.Do(func() { close(w.ended) }) }
 
 // run ends the exec (cancel) when its output ended and no status came
 // within grace, or when it stalled for stall (0: never). It returns when
@@ -168,11 +172,42 @@ func (r *watchedReader) Read(p []byte) (int, error) {
 type watchedWriter struct {
 	out io.Writer
 	w   *watch
+	// end is the command's end line ("\n" + EndLine + "\n"), nil for none;
+	// tail is the stream's last len(end) bytes, with a leading "\n" for
+	// the start of the stream.
+	end  []byte
+	tail []byte
+}
+
+// endLine is EndLine as watchedWriter looks for it.
+func endLine(l string) []byte {
+	if l == "" {
+		return nil
+	}
+	return []byte("\n" + l + "\n")
 }
 
 func (o *watchedWriter) Write(p []byte) (int, error) {
 	o.w.progress()
+	o.seen(p)
 	return o.out.Write(p)
+}
+
+// seen follows the stream's tail for the end line.
+func (o *watchedWriter) seen(p []byte) {
+	if o.end == nil {
+		return
+	}
+	if o.tail == nil {
+		o.tail = []byte{'\n'}
+	}
+	o.tail = append(o.tail, p...)
+	if len(o.tail) > len(o.end) {
+		o.tail = append(o.tail[:0], o.tail[len(o.tail)-len(o.end):]...)
+	}
+	if bytes.Equal(o.tail, o.end) {
+		o.w.commandEnded()
+	}
 }
 
 func (o *watchedWriter) ReadFrom(r io.Reader) (int64, error) {
@@ -182,6 +217,7 @@ func (o *watchedWriter) ReadFrom(r io.Reader) (int64, error) {
 		n, err := r.Read(buf)
 		if n > 0 {
 			o.w.progress()
+			o.seen(buf[:n])
 			m, werr := o.out.Write(buf[:n])
 			total += int64(m)
 			if werr != nil {

@@ -38,6 +38,10 @@ func faultTests(t *testing.T) {
 	}
 }
 
+// faultStall is the fault tests' stall timeout (kubepool sync's default is
+// 30 s): short, so that a fault only the stall catches costs seconds.
+const faultStall = 5 * time.Second
+
 // hooksScript installs the wrappers. Armed by:
 //
 //	/hooks/tar.early   tar is killed before it reads anything
@@ -232,7 +236,7 @@ func TestGitSyncFaults(t *testing.T) {
 			ex.PreferSPDY = proto.preferSPDY
 			arm := func(hook string) { podOutput(t, ex, target, `touch "/hooks/$1"`, hook) }
 			syncer := func(dest string, attempts int) *gitsync.Syncer {
-				return &gitsync.Syncer{Exec: ex, Target: target, Dest: dest, Attempts: attempts, Streams: 1}
+				return &gitsync.Syncer{Exec: ex, Target: target, Dest: dest, Attempts: attempts, Streams: 1, StallTimeout: faultStall}
 			}
 
 			for _, tt := range []struct{ name, hook string }{
@@ -319,15 +323,23 @@ func TestGitSyncFaults(t *testing.T) {
 				}
 				dest := "/small/" + proto.name
 				res, err := timedSync(t, syncer(dest, 3), repos, "sync into a 6 MiB tmpfs", false)
-				re := repoError(err, paths[0])
-				if re == nil || !strings.Contains(re.Error(), "No space left on device") && !strings.Contains(re.Error(), "bytes arrived") {
-					t.Fatalf("Sync into a full disk = %v, want a *RepoError for %s saying the disk is full", err, paths[0])
+				// Which repo runs out of room depends on the order the pod
+				// wrote them in: one of them must say so, and not be verified.
+				full := ""
+				for _, p := range paths {
+					if re := repoError(err, p); re != nil && (strings.Contains(re.Error(), "No space left on device") || strings.Contains(re.Error(), "bytes arrived")) {
+						full = p
+						break
+					}
 				}
-				rr := repoResult(t, res, paths[0])
+				if full == "" {
+					t.Fatalf("Sync into a full disk = %v, want a *RepoError saying the disk is full", err)
+				}
+				rr := repoResult(t, res, full)
 				if rr.State == gitsync.StateVerified {
-					t.Errorf("%s on a full disk: %+v, want it failed", paths[0], rr)
+					t.Errorf("%s on a full disk: %+v, want it failed", full, rr)
 				}
-				t.Logf("%s on a full disk: %d attempts, state %s", paths[0], rr.Attempts, rr.State)
+				t.Logf("%s on a full disk: %d attempts, state %s", full, rr.Attempts, rr.State)
 				podOutput(t, ex, target, `rm -rf "$1"`, dest)
 			})
 		})
@@ -346,7 +358,7 @@ func TestGitSyncPodDeleted(t *testing.T) {
 			ex := newExecutor(t, env, false)
 			ex.PreferSPDY = proto.preferSPDY
 			podOutput(t, ex, target, `touch /hooks/tar.block`)
-			s := &gitsync.Syncer{Exec: ex, Target: target, Dest: "/work/ws", Attempts: 3, Streams: 1}
+			s := &gitsync.Syncer{Exec: ex, Target: target, Dest: "/work/ws", Attempts: 3, Streams: 1, StallTimeout: faultStall}
 			errc := make(chan error, 1)
 			start := time.Now()
 			go func() {
