@@ -99,9 +99,41 @@ nogit() { echo "kubepool-gitsync: git: command not found in this container" >&2;
 command -v git >/dev/null 2>&1 || nogit
 `
 
-// endTrap prints the end line when a script exits with a failure.
-const endTrap = `trap 'rc=$?; [ $rc -eq 0 ] || echo end; exit $rc' EXIT
+// endTrap prints the end line when a script exits with a failure, and
+// stops its heartbeat.
+const endTrap = `trap 'rc=$?; [ -z "${hb:-}" ] || kill $hb 2>/dev/null || :; [ $rc -eq 0 ] || echo end; exit $rc' EXIT
 `
+
+// heartbeatSh starts the heartbeat of the scripts that receive a stream:
+// each second in which the processes of the exec's session (the script's
+// shell leads it) read anything, it prints "` + heartbeat + ` <bytes read
+// by them in all>" on stderr; it ends with the shell. Once a stream is
+// all sent, podexec takes its silence for a stall (Options.Heartbeat): a
+// receiver that stopped reading with the rest of the stream in buffers on
+// the way, or a checkout that stopped, is noticed like one that stopped
+// while stdin had data.
+const heartbeatSh = `heartbeat() {
+	read -r me _ </proc/self/stat || return 0
+	last=
+	while kill -0 $$ 2>/dev/null; do
+		n=0
+		for d in /proc/[0-9]*; do
+			read -r st 2>/dev/null <"$d/stat" || continue
+			set -- ${st##*) }
+			[ "$4" = $$ ] && [ "$2" != "$me" ] && [ "${d#/proc/}" != "$me" ] || continue
+			while read -r k v; do [ "$k" != rchar: ] || n=$((n + v)); done 2>/dev/null <"$d/io" || :
+		done
+		[ "$n" = "$last" ] || echo "` + heartbeat + ` $n" >&2
+		last=$n
+		sleep 1 >/dev/null 2>&1
+	done
+}
+heartbeat </dev/null >/dev/null &
+hb=$!
+`
+
+// heartbeat starts the heartbeat lines (see heartbeatSh).
+const heartbeat = "kubepool-alive"
 
 // destSh makes the destination root $1 ($HOME when empty) the current
 // directory, creating it; a destination that cannot be made or written is
@@ -144,7 +176,7 @@ echo end
 // written only after the checkout ($4 = "keep": a dirty tree is left as
 // it is). It ends by printing the repo's state as the probe does.
 const applyScript = `set -eu
-` + endTrap + commonSh + destSh + `mkdir -p "$2"
+` + endTrap + commonSh + destSh + heartbeatSh + `mkdir -p "$2"
 cd "$2"
 fresh=
 [ -f .git/HEAD ] || { $g init -q --template= && fresh=1; }
@@ -197,7 +229,7 @@ const incoming = ".git/objects/pack/kubepool-incoming"
 // marked partial. The output ends with "end" after the last repo, and the
 // exit status is non-zero unless every repo was brought to its state.
 const batchScript = `set -u
-` + endTrap + commonSh + destSh + `keep=$2
+` + endTrap + commonSh + destSh + heartbeatSh + `keep=$2
 shift 2
 (for p; do set -- "$@" "$p/$i"; shift; done; rm -rf "$@")
 exec 3>&1

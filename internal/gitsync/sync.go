@@ -835,6 +835,7 @@ func (s *Syncer) push(ctx context.Context, r Repo, want, have state, digest stri
 		Stdout:       &stdout,
 		StallTimeout: s.stall(),
 		EndLine:      endLine,
+		Heartbeat:    heartbeat,
 	})
 	if packCmd != nil {
 		if runErr != nil {

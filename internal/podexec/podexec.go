@@ -31,6 +31,7 @@
 package podexec
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -117,6 +118,14 @@ type Options struct {
 	// until the status, which then never comes (see watch.go): the line
 	// is what tells Run the command is gone.
 	EndLine string
+	// Heartbeat, when set, is the start of the lines the command prints
+	// on stderr while it makes progress (the gitsync scripts print one
+	// each second in which the processes of their session read anything).
+	// StallTimeout then holds after stdin ended too: a command that took
+	// all of its input, maybe only into buffers on the way, and then went
+	// silent has stopped. Heartbeat lines are left out of the stderr kept
+	// for errors.
+	Heartbeat string
 }
 
 // Executor runs commands in pods of one cluster.
@@ -174,14 +183,18 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 	}
 	tailBuf := &tailBuffer{max: stderrTailSize}
 	var stderr io.Writer = tailBuf
+	if o.Heartbeat != "" {
+		stderr = &lineFilter{out: tailBuf, drop: []byte(o.Heartbeat)}
+	}
 	if o.Stderr != nil {
-		stderr = io.MultiWriter(o.Stderr, tailBuf)
+		stderr = io.MultiWriter(o.Stderr, stderr)
 	}
 	outputs := 1
 	if o.Stdout != nil {
 		outputs++
 	}
 	w := newWatch(outputs)
+	w.heartbeats = o.Heartbeat != ""
 	so := remotecommand.StreamOptions{Stderr: &watchedWriter{out: stderr, w: w}}
 	if o.Stdin != nil {
 		so.Stdin = &watchedReader{r: o.Stdin, w: w}
@@ -201,7 +214,7 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 			return &NoStatusError{Target: t, Command: cmd, StdinLeft: o.Stdin != nil && !w.stdinEOF.Load(), Stderr: tailBuf.String()}
 		},
 		func() error {
-			return &StallError{Target: t, Command: cmd, Idle: o.StallTimeout, Sent: w.sent.Load(), Stderr: tailBuf.String()}
+			return &StallError{Target: t, Command: cmd, Idle: o.StallTimeout, Sent: w.sent.Load(), Stderr: tailBuf.String(), StdinDone: w.stdinEOF.Load()}
 		})
 	err = stream(sctx, ex, so, socks)
 	close(done)
@@ -327,6 +340,34 @@ func (e *Executor) executor(u *url.URL, socks *sockets) (remotecommand.Executor,
 	return remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
 		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 	})
+}
+
+// lineFilter passes the lines written to it on to out, but those that
+// start with drop. A last line without its newline is held back.
+type lineFilter struct {
+	out  io.Writer
+	drop []byte
+	line []byte
+}
+
+func (f *lineFilter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			f.line = append(f.line, p...)
+			break
+		}
+		f.line = append(f.line, p[:i+1]...)
+		p = p[i+1:]
+		if !bytes.HasPrefix(f.line, f.drop) {
+			if _, err := f.out.Write(f.line); err != nil {
+				return n, err
+			}
+		}
+		f.line = f.line[:0]
+	}
+	return n, nil
 }
 
 // tailBuffer keeps the last max bytes written to it.

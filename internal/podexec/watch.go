@@ -57,18 +57,26 @@ func (e *NoStatusError) Error() string {
 
 func (e *NoStatusError) Unwrap() error { return ErrStream }
 
-// StallError is an exec abandoned because, while its stdin had data,
-// nothing moved for Idle: the command took no input and printed nothing.
+// StallError is an exec abandoned because nothing moved for Idle: while
+// its stdin had data, the command took none of it and printed nothing; or,
+// with Options.Heartbeat, once stdin was all sent, it printed nothing.
 type StallError struct {
 	Target  Target
 	Command []string
 	Idle    time.Duration
 	Sent    int64  // stdin bytes taken before the stall
 	Stderr  string // what the command printed last, before the stall
+	// StdinDone: all of stdin had been sent (into buffers on the way,
+	// maybe), and no heartbeat came since.
+	StdinDone bool
 }
 
 func (e *StallError) Error() string {
-	msg := fmt.Sprintf("running %s in pod %s: no progress for %v (stdin stalled after %d bytes, no output since)", shortCommand(e.Command), e.Target, e.Idle, e.Sent)
+	seen := fmt.Sprintf("stdin stalled after %d bytes, no output since", e.Sent)
+	if e.StdinDone {
+		seen = fmt.Sprintf("all %d bytes of stdin sent, no progress reported since", e.Sent)
+	}
+	msg := fmt.Sprintf("running %s in pod %s: no progress for %v (%s)", shortCommand(e.Command), e.Target, e.Idle, seen)
 	if s := lastLines(e.Stderr, 5); s != "" {
 		msg += "; it last printed: " + s
 	}
@@ -79,14 +87,17 @@ func (e *StallError) Unwrap() error { return ErrStream }
 
 // watch follows one exec's streams.
 type watch struct {
-	last     atomic.Int64  // unix nanos of the last progress
-	sent     atomic.Int64  // stdin bytes taken
-	stdinEOF atomic.Bool   // stdin was read to its end
-	inRead   atomic.Bool   // the caller's reader is producing: not the pod's stall
-	stop     atomic.Bool   // stdin is to end now: the exec is over
-	outputs  atomic.Int32  // attached output streams not yet ended
-	ended    chan struct{} // closed when every output ended
-	endOnce  sync.Once
+	last     atomic.Int64 // unix nanos of the last progress
+	sent     atomic.Int64 // stdin bytes taken
+	stdinEOF atomic.Bool  // stdin was read to its end
+	inRead   atomic.Bool  // the caller's reader is producing: not the pod's stall
+	stop     atomic.Bool  // stdin is to end now: the exec is over
+	// heartbeats: the command prints progress, so the stall rule holds
+	// after stdin ended too (Options.Heartbeat).
+	heartbeats bool
+	outputs    atomic.Int32  // attached output streams not yet ended
+	ended      chan struct{} // closed when every output ended
+	endOnce    sync.Once
 }
 
 func newWatch(outputs int) *watch {
@@ -132,9 +143,10 @@ func (w *watch) run(done <-chan struct{}, cancel context.CancelCauseFunc, grace,
 			}
 			return
 		case <-tick:
-			if w.stdinEOF.Load() || w.inRead.Load() {
-				// The command works on what it got, or the data is not
-				// ready here yet: not the pod's stall.
+			if w.stdinEOF.Load() && !w.heartbeats || w.inRead.Load() {
+				// The command works on what it got (and does not say how
+				// it goes), or the data is not ready here yet: not the
+				// pod's stall.
 				continue
 			}
 			if idle := time.Since(time.Unix(0, w.last.Load())); idle >= stall {

@@ -48,7 +48,8 @@ const faultStall = 5 * time.Second
 //	/hooks/tar.mid     tar is given 1 MiB of its input, and once it
 //	                   extracted it, killed (mid-pack)
 //	/hooks/tar.block   tar is given 1 MiB, then /hooks/blocked appears and
-//	                   nothing more happens (for a pod deleted mid-sync)
+//	                   nothing more happens (a receiver that stopped
+//	                   reading; a pod deleted mid-sync)
 //	/hooks/git.reset   the next "git reset" is killed after it checked
 //	                   out 2 files (a smudge filter kills it on the 3rd)
 const hooksScript = `set -eu
@@ -243,6 +244,7 @@ func TestGitSyncFaults(t *testing.T) {
 				{"kill-tar-early", "tar.early"},
 				{"kill-tar-mid-pack", "tar.mid"},
 				{"kill-checkout", "git.reset"},
+				{"stall-tar-mid-pack", "tar.block"}, // ended by the stall timeout
 			} {
 				t.Run(tt.name, func(t *testing.T) {
 					dest := "/work/" + proto.name + "-" + tt.name
@@ -283,6 +285,23 @@ func TestGitSyncFaults(t *testing.T) {
 					t.Errorf("next Sync of %s: %+v, want reported partial and verified", paths[0], rr)
 				}
 				compareInPod(t, ex, target, src, dest, paths)
+			})
+
+			// A receiver that stays but reads no more, with one attempt:
+			// the stall timeout ends it with a typed error that names
+			// the repo and the pod and says what was seen.
+			t.Run("stall-tar-once", func(t *testing.T) {
+				dest := "/work/" + proto.name + "-stall-once"
+				arm("tar.block")
+				_, err := timedSync(t, syncer(dest, 1), repos, "stalled receiver, 1 attempt", false)
+				re := repoError(err, paths[0])
+				var se *podexec.StallError
+				if re == nil || !errors.As(err, &se) || !strings.Contains(re.Error(), target.Pod) || !strings.Contains(re.Error(), "no progress for") {
+					t.Fatalf("Sync into a stalled receiver with 1 attempt = %v, want a *RepoError for %s wrapping a *podexec.StallError, naming the pod", err, paths[0])
+				}
+				if se.Sent < 1<<20 {
+					t.Errorf("StallError after %d bytes sent, want at least the 1 MiB the receiver took", se.Sent)
+				}
 			})
 
 			// A checkout killed with no attempt left: the next sync heals
