@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,16 +26,6 @@ import (
 // point they were armed for (a file under /hooks arms each, and is
 // removed when it fires). Each sync runs under a deadline that only
 // guards against a hang; the times are logged.
-
-// faultTests skips fault tests unless KUBEPOOL_E2E_FAULTS=1: they were
-// written while the dev cluster was down and have not run on it yet (see
-// the report of issue 17); drop this gate once they ran green.
-func faultTests(t *testing.T) {
-	t.Helper()
-	if os.Getenv("KUBEPOOL_E2E_FAULTS") != "1" {
-		t.Skip("set KUBEPOOL_E2E_FAULTS=1 to run the git sync fault tests (not yet run on the dev cluster)")
-	}
-}
 
 // faultStall is the fault tests' stall timeout (kubepool sync's default is
 // 30 s): short, so that a fault only the stall catches costs seconds.
@@ -227,7 +216,6 @@ var protocols = []struct {
 // killed repo on its second attempt) or, with one attempt, in a failure
 // that a Check and the next sync report as partial, and that sync repairs.
 func TestGitSyncFaults(t *testing.T) {
-	faultTests(t)
 	env := testenv.Cluster(t)
 	target := faultPod(t, env, "e2e-gitsync-fault")
 	src, repos, paths := faultWorkspace(t)
@@ -368,7 +356,6 @@ func TestGitSyncFaults(t *testing.T) {
 // TestGitSyncPodDeleted deletes the pod while a sync streams into it, over
 // SPDY and WebSocket: the sync fails naming the pod, within a bounded time.
 func TestGitSyncPodDeleted(t *testing.T) {
-	faultTests(t)
 	env := testenv.Cluster(t)
 	_, repos, _ := faultWorkspace(t)
 	for _, proto := range protocols {
@@ -436,7 +423,6 @@ func (endlessReader) Read(p []byte) (int, error) {
 // last words when the runtime holds the status back, or a *StallError when
 // nothing moves. A stalled receiver must be a *StallError.
 func TestExecCommandStopsReading(t *testing.T) {
-	faultTests(t)
 	env := testenv.Cluster(t)
 	target := machinePod(t, env, "e2e-exec-stops")
 	for _, proto := range protocols {
