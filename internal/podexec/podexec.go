@@ -8,13 +8,16 @@
 // Run never waits on a stream without a way out. A command that exits (or
 // is killed) before it read all of its stdin leaves the exec open with no
 // status coming (see watch.go for why): Run sees the command's output
-// streams end and, if the status does not follow within ExitGrace, gives up
-// with a *NoStatusError. With Options.StallTimeout, an exec whose stdin
-// stops being read while nothing is printed is given up with a
-// *StallError. Both match ErrStream: the command may or may not have done
-// its work. In the dev cluster over SPDY, the runtime also kept the output
-// streams of such an exec open: there the stall timeout is the way out, so
-// callers that send stdin should set one.
+// streams end (over SPDY) or its Options.EndLine (either protocol; over
+// WebSocket the API server keeps the outputs open) and, if the status does
+// not follow within ExitGrace, gives up with a *NoStatusError. With
+// Options.StallTimeout, an exec whose stdin stops being read while nothing
+// is printed is given up with a *StallError, and with Options.Heartbeat
+// also one whose stdin was all sent (into buffers on the way) when the
+// command's heartbeat stops. Both match ErrStream: the command may or may
+// not have done its work. An exec given up, or whose context ended, has its
+// SPDY sockets cut (see sockets.go): client-go's close of the connection
+// would otherwise wait for ever on a stdin write the pod never takes.
 //
 // Long, idle streams (a command that computes for minutes before it writes)
 // are kept alive by heartbeats on both protocols: client-go pings every 5 s
