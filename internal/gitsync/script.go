@@ -81,10 +81,25 @@ checkout() {
 	# or this shell is killed (git fails otherwise releasing its lock).
 	echo $$ >.git/kubepool-checkout
 	$g reset -q --hard || { rc=$?; [ $rc -gt 128 ] || rm -f .git/kubepool-checkout; return $rc; }
+	settle
 	if [ "$1" != fresh ] || [ "$(treestate)" != "tree clean" ]; then
 		$g clean -q -d -f -f -x || { rc=$?; [ $rc -gt 128 ] || rm -f .git/kubepool-checkout; return $rc; }
 	fi
 	rm -f .git/kubepool-checkout
+}
+# settle lets git trust the stat data of the files a checkout just wrote
+# (those newer than the checkout's mark). They were written in the same
+# second as the index, so git takes them as "racily clean" and reads every
+# one of them again at each status (20 repos, 85 MB of trees: 0.3 s more
+# per no-change sync) until the index is written in a later second. Their
+# mtime goes one second back and the index is refreshed: each of them is
+# read once, here, and a file changed in the meantime stays changed.
+# Without find -newer or touch -d @N it does nothing (slower, still right).
+settle() {
+	t=$(($(date +%s) - 1))
+	find . -path ./.git -prune -o -newer .git/kubepool-checkout -print0 2>/dev/null |
+		xargs -0 -r touch -h -c -d "@$t" -- 2>/dev/null || return 0
+	$g update-index -q --refresh >/dev/null 2>&1 || :
 }
 # state prints the repo's state lines.
 state() {
