@@ -7,10 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
-	streamhttp "k8s.io/streaming/pkg/httpstream"
+	clientspdy "k8s.io/client-go/transport/spdy"
 	streamspdy "k8s.io/streaming/pkg/httpstream/spdy"
 )
 
@@ -89,36 +88,5 @@ func newSPDYExecutor(cfg *rest.Config, u *url.URL, socks *sockets) (remotecomman
 	if err != nil {
 		return nil, err
 	}
-	return remotecommand.NewSPDYExecutorForTransports(wrapper, spdyUpgrader{rt}, http.MethodPost, u)
-}
-
-// spdyUpgrader hands client-go's SPDY executor the connections of a
-// streaming-module round tripper (whose Dialer, unlike the compatibility
-// wrapper's, can be set).
-type spdyUpgrader struct{ rt *streamspdy.SpdyRoundTripper }
-
-func (u spdyUpgrader) NewConnection(resp *http.Response) (httpstream.Connection, error) {
-	c, err := u.rt.NewConnection(resp)
-	if err != nil {
-		return nil, err
-	}
-	return spdyConn{c}, nil
-}
-
-// spdyConn is a streaming-module connection as an apimachinery one; their
-// streams have the same methods.
-type spdyConn struct{ streamhttp.Connection }
-
-func (c spdyConn) CreateStream(h http.Header) (httpstream.Stream, error) {
-	return c.Connection.CreateStream(h)
-}
-
-func (c spdyConn) RemoveStreams(streams ...httpstream.Stream) {
-	ss := make([]streamhttp.Stream, 0, len(streams))
-	for _, s := range streams {
-		if s, ok := s.(streamhttp.Stream); ok {
-			ss = append(ss, s)
-		}
-	}
-	c.Connection.RemoveStreams(ss...)
+	return remotecommand.NewSPDYExecutorForTransports(wrapper, clientspdy.NewUpgraderForStreaming(rt), http.MethodPost, u)
 }
