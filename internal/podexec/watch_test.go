@@ -165,3 +165,43 @@ func TestShortCommand(t *testing.T) {
 		t.Errorf("shortCommand = %s, want the script abbreviated to its first line", got)
 	}
 }
+
+// The end line is seen wherever the writes split it, and only as a whole
+// line.
+func TestWatchEndLine(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		writes []string
+		ended  bool
+	}{
+		{"split", []string{"repo a\nhead x\nen", "d\n"}, true},
+		{"alone", []string{"end\n"}, true},
+		{"byte-by-byte", []string{"r", "\n", "e", "n", "d", "\n"}, true},
+		{"part-of-a-line", []string{"repo end\n", "append\n"}, false},
+		{"not-last-yet", []string{"end"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWatch(1)
+			var out bytes.Buffer
+			ww := &watchedWriter{out: &out, w: w, end: endLine("end")}
+			for _, s := range tt.writes {
+				if _, err := ww.Write([]byte(s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case <-w.ended:
+				if !tt.ended {
+					t.Errorf("writes %q taken as the command's end", tt.writes)
+				}
+			default:
+				if tt.ended {
+					t.Errorf("writes %q: end line not seen", tt.writes)
+				}
+			}
+			if got := out.String(); got != strings.Join(tt.writes, "") {
+				t.Errorf("output = %q, want every write passed on", got)
+			}
+		})
+	}
+}
