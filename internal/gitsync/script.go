@@ -68,7 +68,7 @@ treestate() {
 	fi
 }
 # checkout resets the tree to HEAD and removes untracked files; $1 is
-# "keep" to leave a dirty tree alone, "fresh" for a new repo.
+# "keep" to leave a dirty tree alone.
 checkout() {
 	$g rev-parse -q --verify HEAD >/dev/null || return 0
 	heal
@@ -82,9 +82,7 @@ checkout() {
 	echo $$ >.git/kubepool-checkout
 	$g reset -q --hard || { rc=$?; [ $rc -gt 128 ] || rm -f .git/kubepool-checkout; return $rc; }
 	settle
-	if [ "$1" != fresh ] || [ "$(treestate)" != "tree clean" ]; then
-		$g clean -q -d -f -f -x || { rc=$?; [ $rc -gt 128 ] || rm -f .git/kubepool-checkout; return $rc; }
-	fi
+	$g clean -q -d -f -f -x || { rc=$?; [ $rc -gt 128 ] || rm -f .git/kubepool-checkout; return $rc; }
 	rm -f .git/kubepool-checkout
 }
 # settle lets git trust the stat data of the files a checkout just wrote
@@ -97,8 +95,7 @@ checkout() {
 # Without find -newer or touch -d @N it does nothing (slower, still right).
 settle() {
 	t=$(($(date +%s) - 1))
-	find . -path ./.git -prune -o -newer .git/kubepool-checkout -print0 2>/dev/null |
-		xargs -0 -r touch -h -c -d "@$t" -- 2>/dev/null || return 0
+	find . -path ./.git -prune -o -newer .git/kubepool-checkout -exec touch -h -c -d "@$t" -- {} + 2>/dev/null || return 0
 	$g update-index -q --refresh >/dev/null 2>&1 || :
 }
 # state prints the repo's state lines.
