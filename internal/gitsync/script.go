@@ -117,22 +117,30 @@ const endTrap = `trap 'rc=$?; [ -z "${hb:-}" ] || kill $hb 2>/dev/null || :; [ $
 `
 
 // heartbeatSh starts the heartbeat of the scripts that receive a stream:
-// each second in which the processes of the exec's session (the script's
-// shell leads it) read anything, it prints "` + heartbeat + ` <bytes read
+// each second in which the processes of the script's session (in a pod,
+// an exec's shell leads its own) read anything, it prints "` + heartbeat + ` <bytes read
 // by them in all>" on stderr; it ends with the shell. Once a stream is
 // all sent, podexec takes its silence for a stall (Options.Heartbeat): a
 // receiver that stopped reading with the rest of the stream in buffers on
 // the way, or a checkout that stopped, is noticed like one that stopped
-// while stdin had data.
+// while stdin had data. Where /proc cannot be read, the heartbeat only
+// says the script runs, and such a stall is left to the caller's context.
 const heartbeatSh = `heartbeat() {
-	read -r me _ </proc/self/stat || return 0
+	if ! read -r me _ 2>/dev/null </proc/self/stat || ! read -r _ 2>/dev/null <"/proc/$me/io"; then
+		# No /proc to read: only say that the script runs.
+		while kill -0 $$ 2>/dev/null; do echo "` + heartbeat + `" >&2; sleep 1 >/dev/null 2>&1; done
+		return 0
+	fi
+	read -r st </proc/$$/stat
+	set -- ${st##*) }
+	sid=$4
 	last=
 	while kill -0 $$ 2>/dev/null; do
 		n=0
 		for d in /proc/[0-9]*; do
 			read -r st 2>/dev/null <"$d/stat" || continue
 			set -- ${st##*) }
-			[ "$4" = $$ ] && [ "$2" != "$me" ] && [ "${d#/proc/}" != "$me" ] || continue
+			[ "$4" = "$sid" ] && [ "$2" != "$me" ] && [ "${d#/proc/}" != "$me" ] || continue
 			while read -r k v; do [ "$k" != rchar: ] || n=$((n + v)); done 2>/dev/null <"$d/io" || :
 		done
 		[ "$n" = "$last" ] || echo "` + heartbeat + ` $n" >&2
