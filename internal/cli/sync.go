@@ -49,7 +49,7 @@ func (s *syncOptions) AddFlags(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&s.WebSocket, "websocket", false, "try WebSocket before SPDY for exec (SPDY first is faster for bulk data)")
 	cmd.Flags().BoolVar(&s.NoClean, "no-clean", false, "leave working trees with changes in the pod as they are, and fail their repos (exit status 1), instead of resetting and cleaning them")
 	cmd.Flags().BoolVar(&s.Check, "check", false, "change nothing: compare the repos in the pod with --src (refs, HEAD, working tree, interrupted syncs) and exit 1 unless all are verified")
-	cmd.Flags().DurationVar(&s.StallTimeout, "stall-timeout", gitsync.DefaultStallTimeout, "give up an exec (and retry it) when the pod takes none of its input and prints nothing for this long")
+	cmd.Flags().DurationVar(&s.StallTimeout, "stall-timeout", gitsync.DefaultStallTimeout, "give up an exec (and retry it) when, for this long, the pod takes none of its input and prints nothing, or, once all input is sent, reports no progress")
 }
 
 func (s *syncOptions) Validate() error {

@@ -141,7 +141,7 @@ func (s *Syncer) pushBatch(ctx context.Context, items []*batchItem) {
 	}
 	var stdout bytes.Buffer
 	in := &batchStream{ctx: ctx, items: items, s: s}
-	runErr := s.Exec.Run(ctx, s.Target, cmd, podexec.Options{Stdin: in, Stdout: &stdout, StallTimeout: s.stall()})
+	runErr := s.Exec.Run(ctx, s.Target, cmd, podexec.Options{Stdin: in, Stdout: &stdout, StallTimeout: s.stall(), EndLine: endLine, Heartbeat: heartbeat})
 	cancel()
 	in.close()
 	for _, it := range items {

@@ -34,8 +34,11 @@
 // state are skipped after the first exec.
 //
 // Exec streams are unreliable: a stream that breaks, a receiver in the pod
-// that dies (noticed when its output ends, or else by Syncer.StallTimeout:
-// see package podexec), an exec that stalls or a command that fails is retried
+// that dies (noticed when its output ends or the script prints its end
+// line, whatever the transport) or stops reading (Syncer.StallTimeout: no
+// input taken and nothing printed, or, once the whole stream is sent, no
+// heartbeat from the pod script, which reports each second in which its
+// processes read; see package podexec), or a command that fails is retried
 // (after asking the pod again what it has) up to Syncer.Attempts times,
 // each repo of a stream that did not come back verified on its own;
 // failures the pod says will not change (a full or read-only disk, a

@@ -294,10 +294,7 @@ func (s *Syncer) Sync(ctx context.Context, repos []Repo) (*Result, error) {
 	if s.Exec == nil || s.Target.Pod == "" || s.Target.Namespace == "" {
 		return nil, errors.New("gitsync: Syncer needs Exec and a Target with Namespace and Pod")
 	}
-	log := s.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := s.logger()
 	repos = slices.Clone(repos)
 	for i := range repos {
 		p, err := cleanRelPath(repos[i].Path)
@@ -312,31 +309,11 @@ func (s *Syncer) Sync(ctx context.Context, repos []Repo) (*Result, error) {
 	}
 	// What the repos are here and what the pod has, at once.
 	res := &Result{Repos: make([]RepoResult, len(repos))}
-	local := make([]state, len(repos))
-	var remote map[string]*podState
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.parallel() + 1)
-	g.Go(func() error {
-		var err error
-		for attempt := 1; ; attempt++ {
-			remote, err = s.probe(gctx, paths, true)
-			if err == nil || attempt >= s.attempts() || !retryable(err) {
-				return err
-			}
-			log.Warn("retrying probe", "pod", s.Target.String(), "attempt", attempt, "err", err)
-		}
-	})
-	localErr := make([]error, len(repos))
-	for i, r := range repos {
-		g.Go(func() error {
-			// A repo that cannot be read here fails alone.
-			local[i], localErr[i] = localState(gctx, r.Dir)
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	sv, err := s.survey(ctx, repos, paths, true, s.attempts())
+	if err != nil {
 		return nil, err
 	}
+	local, localErr, remote := sv.local, sv.localErr, sv.remote
 	for i, r := range repos {
 		if have := remote[r.Path]; have != nil && have.Partial {
 			res.Repos[i].WasPartial = true
@@ -441,6 +418,51 @@ func (s *Syncer) Sync(ctx context.Context, repos []Repo) (*Result, error) {
 		s.failedStates(ctx, local, res)
 	}
 	return res, errors.Join(errs...)
+}
+
+// logger is Logger, or one that discards.
+func (s *Syncer) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+// survey is what repos are here and what the pod has of them (at paths),
+// read at once.
+type survey struct {
+	local    []state
+	localErr []error // a repo that cannot be read here fails alone
+	remote   map[string]*podState
+}
+
+// survey reads each repo's state here while the pod is probed (probe's
+// create: whether the probe may create the destination), the probe tried
+// up to attempts times while its errors are retryable.
+func (s *Syncer) survey(ctx context.Context, repos []Repo, paths []string, create bool, attempts int) (*survey, error) {
+	sv := &survey{local: make([]state, len(repos)), localErr: make([]error, len(repos))}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.parallel() + 1)
+	g.Go(func() error {
+		var err error
+		for attempt := 1; ; attempt++ {
+			sv.remote, err = s.probe(gctx, paths, create)
+			if err == nil || attempt >= attempts || !retryable(err) {
+				return err
+			}
+			s.logger().Warn("retrying probe", "pod", s.Target.String(), "attempt", attempt, "err", err)
+		}
+	})
+	for i, r := range repos {
+		g.Go(func() error {
+			sv.local[i], sv.localErr[i] = localState(gctx, r.Dir)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return sv, nil
 }
 
 // failedStates reads back what the pod has of the repos that failed, for
@@ -550,6 +572,7 @@ func (s *Syncer) probe(ctx context.Context, paths []string, create bool) (map[st
 		Stdin:        strings.NewReader(strings.Join(paths, "\n") + "\n"),
 		Stdout:       &stdout,
 		StallTimeout: s.stall(),
+		EndLine:      endLine,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading repo states: %w", s.scriptErr(err))
@@ -811,6 +834,8 @@ func (s *Syncer) push(ctx context.Context, r Repo, want, have state, digest stri
 		Stdin:        stdin,
 		Stdout:       &stdout,
 		StallTimeout: s.stall(),
+		EndLine:      endLine,
+		Heartbeat:    heartbeat,
 	})
 	if packCmd != nil {
 		if runErr != nil {
@@ -902,25 +927,11 @@ func (s *Syncer) Check(ctx context.Context, repos []Repo) (*Result, error) {
 		}
 		paths[i] = p
 	}
-	local := make([]state, len(repos))
-	localErr := make([]error, len(repos))
-	var remote map[string]*podState
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.parallel() + 1)
-	g.Go(func() error {
-		var err error
-		remote, err = s.probe(gctx, paths, false)
-		return err
-	})
-	for i, r := range repos {
-		g.Go(func() error {
-			local[i], localErr[i] = localState(gctx, r.Dir)
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	sv, err := s.survey(ctx, repos, paths, false, 1)
+	if err != nil {
 		return nil, err
 	}
+	local, localErr, remote := sv.local, sv.localErr, sv.remote
 	res := &Result{Repos: make([]RepoResult, len(repos))}
 	bad := map[string]State{}
 	for i, p := range paths {

@@ -8,13 +8,16 @@
 // Run never waits on a stream without a way out. A command that exits (or
 // is killed) before it read all of its stdin leaves the exec open with no
 // status coming (see watch.go for why): Run sees the command's output
-// streams end and, if the status does not follow within ExitGrace, gives up
-// with a *NoStatusError. With Options.StallTimeout, an exec whose stdin
-// stops being read while nothing is printed is given up with a
-// *StallError. Both match ErrStream: the command may or may not have done
-// its work. In the dev cluster over SPDY, the runtime also kept the output
-// streams of such an exec open: there the stall timeout is the way out, so
-// callers that send stdin should set one.
+// streams end (over SPDY) or its Options.EndLine (either protocol; over
+// WebSocket the API server keeps the outputs open) and, if the status does
+// not follow within ExitGrace, gives up with a *NoStatusError. With
+// Options.StallTimeout, an exec whose stdin stops being read while nothing
+// is printed is given up with a *StallError, and with Options.Heartbeat
+// also one whose stdin was all sent (into buffers on the way) when the
+// command's heartbeat stops. Both match ErrStream: the command may or may
+// not have done its work. An exec given up, or whose context ended, has its
+// SPDY sockets cut (see sockets.go): client-go's close of the connection
+// would otherwise wait for ever on a stdin write the pod never takes.
 //
 // Long, idle streams (a command that computes for minutes before it writes)
 // are kept alive by heartbeats on both protocols: client-go pings every 5 s
@@ -31,6 +34,7 @@
 package podexec
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -109,6 +113,22 @@ type Options struct {
 	// prints nothing for that long: a receiver that stopped. Once stdin
 	// ended, a command may work silently for as long as it needs.
 	StallTimeout time.Duration
+	// EndLine, when set, is a line the command prints on stdout as its
+	// last output, right before it exits: once it came, the command is
+	// taken as ended, as when its output streams end, and its exit status
+	// gets ExitGrace to arrive. Over WebSocket, the API server keeps the
+	// output streams of a command that exited with stdin unread open
+	// until the status, which then never comes (see watch.go): the line
+	// is what tells Run the command is gone.
+	EndLine string
+	// Heartbeat, when set, is the start of the lines the command prints
+	// on stderr while it makes progress (the gitsync scripts print one
+	// each second in which the processes of their session read anything).
+	// StallTimeout then holds after stdin ended too: a command that took
+	// all of its input, maybe only into buffers on the way, and then went
+	// silent has stopped. Heartbeat lines are left out of the stderr kept
+	// for errors.
+	Heartbeat string
 }
 
 // Executor runs commands in pods of one cluster.
@@ -158,26 +178,32 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 			Stdout:    o.Stdout != nil,
 			Stderr:    true,
 		}, scheme.ParameterCodec)
-	ex, err := e.executor(req.URL())
+	socks := &sockets{}
+	defer socks.release()
+	ex, err := e.executor(req.URL(), socks)
 	if err != nil {
 		return fmt.Errorf("preparing exec in pod %s: %w", t, err)
 	}
 	tailBuf := &tailBuffer{max: stderrTailSize}
 	var stderr io.Writer = tailBuf
+	if o.Heartbeat != "" {
+		stderr = &lineFilter{out: tailBuf, drop: []byte(o.Heartbeat)}
+	}
 	if o.Stderr != nil {
-		stderr = io.MultiWriter(o.Stderr, tailBuf)
+		stderr = io.MultiWriter(o.Stderr, stderr)
 	}
 	outputs := 1
 	if o.Stdout != nil {
 		outputs++
 	}
 	w := newWatch(outputs)
+	w.heartbeats = o.Heartbeat != ""
 	so := remotecommand.StreamOptions{Stderr: &watchedWriter{out: stderr, w: w}}
 	if o.Stdin != nil {
 		so.Stdin = &watchedReader{r: o.Stdin, w: w}
 	}
 	if o.Stdout != nil {
-		so.Stdout = &watchedWriter{out: o.Stdout, w: w}
+		so.Stdout = &watchedWriter{out: o.Stdout, w: w, end: endLine(o.EndLine)}
 	}
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -190,8 +216,10 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 		func() error {
 			return &NoStatusError{Target: t, Command: cmd, StdinLeft: o.Stdin != nil && !w.stdinEOF.Load(), Stderr: tailBuf.String()}
 		},
-		func() error { return &StallError{Target: t, Command: cmd, Idle: o.StallTimeout, Sent: w.sent.Load()} })
-	err = ex.StreamWithContext(sctx, so)
+		func() error {
+			return &StallError{Target: t, Command: cmd, Idle: o.StallTimeout, Sent: w.sent.Load(), Stderr: tailBuf.String(), StdinDone: w.stdinEOF.Load()}
+		})
+	err = stream(sctx, ex, so, socks)
 	close(done)
 	w.stop.Store(true) // client-go may still read stdin: it gets EOF
 	if err == nil {
@@ -215,6 +243,33 @@ func (e *Executor) Run(ctx context.Context, t Target, cmd []string, o Options) e
 		return &StartError{Target: t, Command: cmd, Message: err.Error()}
 	}
 	return &streamError{target: t, err: err}
+}
+
+// abandonWait bounds how long an exec whose context ended may take to let
+// go once its sockets were cut (see sockets.go); past it Run returns and
+// leaves client-go's goroutine behind rather than wait.
+const abandonWait = 5 * time.Second
+
+// stream runs ex until it returns or ctx ends; then it cuts the exec's
+// sockets, so that client-go's close of an SPDY connection, stuck behind a
+// blocked stdin write, completes, and gives it abandonWait to return.
+func stream(ctx context.Context, ex remotecommand.Executor, so remotecommand.StreamOptions, socks *sockets) error {
+	res := make(chan error, 1)
+	go func() { res <- ex.StreamWithContext(ctx, so) }()
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+	}
+	socks.cut()
+	t := time.NewTimer(abandonWait)
+	defer t.Stop()
+	select {
+	case err := <-res:
+		return err
+	case <-t.C:
+		return context.Cause(ctx)
+	}
 }
 
 // kubeletStartFailure is how the kubelet words a command the container
@@ -261,13 +316,13 @@ func (e *Executor) notFound(ctx context.Context, t Target) error {
 	return fmt.Errorf("exec in pod %s: container %q: %w (the pod has %s)", t, t.Container, ErrNotFound, strings.Join(names, ", "))
 }
 
-func (e *Executor) executor(u *url.URL) (remotecommand.Executor, error) {
+func (e *Executor) executor(u *url.URL, socks *sockets) (remotecommand.Executor, error) {
 	cfg := e.config
 	if p := e.proxy.Load(); p != nil {
 		cfg = rest.CopyConfig(cfg)
 		cfg.Proxy = http.ProxyURL(p)
 	}
-	spdy, err := remotecommand.NewSPDYExecutor(cfg, http.MethodPost, u)
+	spdy, err := newSPDYExecutor(cfg, u, socks)
 	if err != nil {
 		return nil, err
 	}
@@ -288,6 +343,34 @@ func (e *Executor) executor(u *url.URL) (remotecommand.Executor, error) {
 	return remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
 		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 	})
+}
+
+// lineFilter passes the lines written to it on to out, but those that
+// start with drop. A last line without its newline is held back.
+type lineFilter struct {
+	out  io.Writer
+	drop []byte
+	line []byte
+}
+
+func (f *lineFilter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			f.line = append(f.line, p...)
+			break
+		}
+		f.line = append(f.line, p[:i+1]...)
+		p = p[i+1:]
+		if !bytes.HasPrefix(f.line, f.drop) {
+			if _, err := f.out.Write(f.line); err != nil {
+				return n, err
+			}
+		}
+		f.line = f.line[:0]
+	}
+	return n, nil
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -61,14 +61,16 @@ func TestWatchStatusInTime(t *testing.T) {
 }
 
 // Stdin that nobody takes, with no output, is a stall; once stdin ended,
-// silence is not.
+// silence is not, unless the command promised heartbeats.
 func TestWatchStall(t *testing.T) {
 	for _, tt := range []struct {
-		name     string
-		stdinEOF bool
-	}{{"stdin-left", false}, {"stdin-ended", true}} {
+		name       string
+		stdinEOF   bool
+		heartbeats bool
+	}{{"stdin-left", false, false}, {"stdin-ended", true, false}, {"stdin-ended-heartbeats", true, true}} {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWatch(1)
+			w.heartbeats = tt.heartbeats
 			if tt.stdinEOF {
 				r := &watchedReader{r: strings.NewReader(""), w: w}
 				if _, err := r.Read(make([]byte, 1)); err != io.EOF {
@@ -84,7 +86,7 @@ func TestWatchStall(t *testing.T) {
 				defer close(finished)
 				w.run(done, cancel, time.Hour, 20*time.Millisecond, nil, func() error { return stalled })
 			}()
-			if tt.stdinEOF {
+			if tt.stdinEOF && !tt.heartbeats {
 				// Many stall periods pass: no cancel. Ended by the status.
 				w.last.Store(time.Now().Add(-time.Hour).UnixNano())
 				ticks := time.NewTimer(200 * time.Millisecond)
@@ -141,10 +143,65 @@ func TestWatchSlowReaderIsNoStall(t *testing.T) {
 	<-finished
 }
 
+// Heartbeat lines stay out of the stderr kept for errors, wherever the
+// writes split them.
+func TestLineFilter(t *testing.T) {
+	var out bytes.Buffer
+	f := &lineFilter{out: &out, drop: []byte("kubepool-alive")}
+	for _, w := range []string{"kubepool-al", "ive 10\nfatal: ", "bad\nkubepool-alive 20\n", "kubepool-alive 30\nerror: x\n"} {
+		if n, err := f.Write([]byte(w)); n != len(w) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", w, n, err)
+		}
+	}
+	if got, want := out.String(), "fatal: bad\nerror: x\n"; got != want {
+		t.Errorf("filtered stderr = %q, want %q", got, want)
+	}
+}
+
 func TestShortCommand(t *testing.T) {
 	script := "set -eu\n" + strings.Repeat("echo x\n", 400)
 	got := shortCommand([]string{"sh", "-c", script, "arg"})
 	if strings.Contains(got, "echo x") || !strings.Contains(got, `"set -eu"`) || !strings.Contains(got, `"arg"`) {
 		t.Errorf("shortCommand = %s, want the script abbreviated to its first line", got)
+	}
+}
+
+// The end line is seen wherever the writes split it, and only as a whole
+// line.
+func TestWatchEndLine(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		writes []string
+		ended  bool
+	}{
+		{"split", []string{"repo a\nhead x\nen", "d\n"}, true},
+		{"alone", []string{"end\n"}, true},
+		{"byte-by-byte", []string{"r", "\n", "e", "n", "d", "\n"}, true},
+		{"part-of-a-line", []string{"repo end\n", "append\n"}, false},
+		{"not-last-yet", []string{"end"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWatch(1)
+			var out bytes.Buffer
+			ww := &watchedWriter{out: &out, w: w, end: endLine("end")}
+			for _, s := range tt.writes {
+				if _, err := ww.Write([]byte(s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case <-w.ended:
+				if !tt.ended {
+					t.Errorf("writes %q taken as the command's end", tt.writes)
+				}
+			default:
+				if tt.ended {
+					t.Errorf("writes %q: end line not seen", tt.writes)
+				}
+			}
+			if got := out.String(); got != strings.Join(tt.writes, "") {
+				t.Errorf("output = %q, want every write passed on", got)
+			}
+		})
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,15 +27,9 @@ import (
 // removed when it fires). Each sync runs under a deadline that only
 // guards against a hang; the times are logged.
 
-// faultTests skips fault tests unless KUBEPOOL_E2E_FAULTS=1: they were
-// written while the dev cluster was down and have not run on it yet (see
-// the report of issue 17); drop this gate once they ran green.
-func faultTests(t *testing.T) {
-	t.Helper()
-	if os.Getenv("KUBEPOOL_E2E_FAULTS") != "1" {
-		t.Skip("set KUBEPOOL_E2E_FAULTS=1 to run the git sync fault tests (not yet run on the dev cluster)")
-	}
-}
+// faultStall is the fault tests' stall timeout (kubepool sync's default is
+// 30 s): short, so that a fault only the stall catches costs seconds.
+const faultStall = 5 * time.Second
 
 // hooksScript installs the wrappers. Armed by:
 //
@@ -44,7 +37,8 @@ func faultTests(t *testing.T) {
 //	/hooks/tar.mid     tar is given 1 MiB of its input, and once it
 //	                   extracted it, killed (mid-pack)
 //	/hooks/tar.block   tar is given 1 MiB, then /hooks/blocked appears and
-//	                   nothing more happens (for a pod deleted mid-sync)
+//	                   nothing more happens (a receiver that stopped
+//	                   reading; a pod deleted mid-sync)
 //	/hooks/git.reset   the next "git reset" is killed after it checked
 //	                   out 2 files (a smudge filter kills it on the 3rd)
 const hooksScript = `set -eu
@@ -222,7 +216,6 @@ var protocols = []struct {
 // killed repo on its second attempt) or, with one attempt, in a failure
 // that a Check and the next sync report as partial, and that sync repairs.
 func TestGitSyncFaults(t *testing.T) {
-	faultTests(t)
 	env := testenv.Cluster(t)
 	target := faultPod(t, env, "e2e-gitsync-fault")
 	src, repos, paths := faultWorkspace(t)
@@ -232,13 +225,14 @@ func TestGitSyncFaults(t *testing.T) {
 			ex.PreferSPDY = proto.preferSPDY
 			arm := func(hook string) { podOutput(t, ex, target, `touch "/hooks/$1"`, hook) }
 			syncer := func(dest string, attempts int) *gitsync.Syncer {
-				return &gitsync.Syncer{Exec: ex, Target: target, Dest: dest, Attempts: attempts, Streams: 1}
+				return &gitsync.Syncer{Exec: ex, Target: target, Dest: dest, Attempts: attempts, Streams: 1, StallTimeout: faultStall}
 			}
 
 			for _, tt := range []struct{ name, hook string }{
 				{"kill-tar-early", "tar.early"},
 				{"kill-tar-mid-pack", "tar.mid"},
 				{"kill-checkout", "git.reset"},
+				{"stall-tar-mid-pack", "tar.block"}, // ended by the stall timeout
 			} {
 				t.Run(tt.name, func(t *testing.T) {
 					dest := "/work/" + proto.name + "-" + tt.name
@@ -281,6 +275,23 @@ func TestGitSyncFaults(t *testing.T) {
 				compareInPod(t, ex, target, src, dest, paths)
 			})
 
+			// A receiver that stays but reads no more, with one attempt:
+			// the stall timeout ends it with a typed error that names
+			// the repo and the pod and says what was seen.
+			t.Run("stall-tar-once", func(t *testing.T) {
+				dest := "/work/" + proto.name + "-stall-once"
+				arm("tar.block")
+				_, err := timedSync(t, syncer(dest, 1), repos, "stalled receiver, 1 attempt", false)
+				re := repoError(err, paths[0])
+				var se *podexec.StallError
+				if re == nil || !errors.As(err, &se) || !strings.Contains(re.Error(), target.Pod) || !strings.Contains(re.Error(), "no progress for") {
+					t.Fatalf("Sync into a stalled receiver with 1 attempt = %v, want a *RepoError for %s wrapping a *podexec.StallError, naming the pod", err, paths[0])
+				}
+				if se.Sent < 1<<20 {
+					t.Errorf("StallError after %d bytes sent, want at least the 1 MiB the receiver took", se.Sent)
+				}
+			})
+
 			// A checkout killed with no attempt left: the next sync heals
 			// the lock it left, without a manual step.
 			t.Run("kill-checkout-once", func(t *testing.T) {
@@ -319,15 +330,23 @@ func TestGitSyncFaults(t *testing.T) {
 				}
 				dest := "/small/" + proto.name
 				res, err := timedSync(t, syncer(dest, 3), repos, "sync into a 6 MiB tmpfs", false)
-				re := repoError(err, paths[0])
-				if re == nil || !strings.Contains(re.Error(), "No space left on device") && !strings.Contains(re.Error(), "bytes arrived") {
-					t.Fatalf("Sync into a full disk = %v, want a *RepoError for %s saying the disk is full", err, paths[0])
+				// Which repo runs out of room depends on the order the pod
+				// wrote them in: one of them must say so, and not be verified.
+				full := ""
+				for _, p := range paths {
+					if re := repoError(err, p); re != nil && (strings.Contains(re.Error(), "No space left on device") || strings.Contains(re.Error(), "bytes arrived")) {
+						full = p
+						break
+					}
 				}
-				rr := repoResult(t, res, paths[0])
+				if full == "" {
+					t.Fatalf("Sync into a full disk = %v, want a *RepoError saying the disk is full", err)
+				}
+				rr := repoResult(t, res, full)
 				if rr.State == gitsync.StateVerified {
-					t.Errorf("%s on a full disk: %+v, want it failed", paths[0], rr)
+					t.Errorf("%s on a full disk: %+v, want it failed", full, rr)
 				}
-				t.Logf("%s on a full disk: %d attempts, state %s", paths[0], rr.Attempts, rr.State)
+				t.Logf("%s on a full disk: %d attempts, state %s", full, rr.Attempts, rr.State)
 				podOutput(t, ex, target, `rm -rf "$1"`, dest)
 			})
 		})
@@ -337,7 +356,6 @@ func TestGitSyncFaults(t *testing.T) {
 // TestGitSyncPodDeleted deletes the pod while a sync streams into it, over
 // SPDY and WebSocket: the sync fails naming the pod, within a bounded time.
 func TestGitSyncPodDeleted(t *testing.T) {
-	faultTests(t)
 	env := testenv.Cluster(t)
 	_, repos, _ := faultWorkspace(t)
 	for _, proto := range protocols {
@@ -346,7 +364,7 @@ func TestGitSyncPodDeleted(t *testing.T) {
 			ex := newExecutor(t, env, false)
 			ex.PreferSPDY = proto.preferSPDY
 			podOutput(t, ex, target, `touch /hooks/tar.block`)
-			s := &gitsync.Syncer{Exec: ex, Target: target, Dest: "/work/ws", Attempts: 3, Streams: 1}
+			s := &gitsync.Syncer{Exec: ex, Target: target, Dest: "/work/ws", Attempts: 3, Streams: 1, StallTimeout: faultStall}
 			errc := make(chan error, 1)
 			start := time.Now()
 			go func() {
@@ -397,43 +415,56 @@ func (endlessReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestExecCommandStopsReading runs a command that exits after reading 1
-// KiB of an endless stdin, over SPDY and WebSocket: Run returns, with the
-// command's exit code when the status arrives, or a *NoStatusError with
-// its last words when the runtime holds the status back, or a
-// *StallError when it holds the output open too (seen over SPDY).
+// TestExecCommandStopsReading feeds an endless stdin, over SPDY and
+// WebSocket, to a command that reads 1 KiB of it and then either exits
+// ("exits") or stays but reads no more ("stays", a receiver that stopped):
+// Run returns within the stall timeout (plus the exit grace), with the
+// command's exit code when the status arrives, a *NoStatusError with its
+// last words when the runtime holds the status back, or a *StallError when
+// nothing moves. A stalled receiver must be a *StallError.
 func TestExecCommandStopsReading(t *testing.T) {
-	faultTests(t)
 	env := testenv.Cluster(t)
 	target := machinePod(t, env, "e2e-exec-stops")
 	for _, proto := range protocols {
-		t.Run(proto.name, func(t *testing.T) {
-			ex := newExecutor(t, env, !proto.preferSPDY)
-			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-			defer cancel()
-			start := time.Now()
-			err := ex.Run(ctx, target, []string{"sh", "-c", "head -c 1024 >/dev/null; echo receiver gone >&2; exit 3"}, podexec.Options{Stdin: endlessReader{}, StallTimeout: 5 * time.Second})
-			if ctx.Err() != nil {
-				t.Fatalf("Run still waiting after 3 minutes (hang): %v", err)
-			}
-			t.Logf("%s: %v after %v", proto.name, err, time.Since(start).Round(time.Millisecond))
-			var ee *podexec.ExecError
-			var ns *podexec.NoStatusError
-			var se *podexec.StallError
-			switch {
-			case errors.As(err, &se):
-				// The runtime kept the output open: the stall ended it.
-			case errors.As(err, &ee):
-				if ee.ExitCode != 3 {
-					t.Errorf("exit code = %d, want 3", ee.ExitCode)
+		for _, tt := range []struct{ name, script string }{
+			{"exits", "head -c 1024 >/dev/null; echo receiver gone >&2; exit 3"},
+			{"stays", "head -c 1024 >/dev/null; echo receiver stopped >&2; exec sleep 600"},
+		} {
+			t.Run(proto.name+"/"+tt.name, func(t *testing.T) {
+				ex := newExecutor(t, env, proto.preferSPDY) // spdy: SPDY only
+				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+				defer cancel()
+				start := time.Now()
+				err := ex.Run(ctx, target, []string{"sh", "-c", tt.script}, podexec.Options{Stdin: endlessReader{}, StallTimeout: 5 * time.Second})
+				if ctx.Err() != nil {
+					t.Fatalf("Run still waiting after 3 minutes (hang): %v", err)
 				}
-			case errors.As(err, &ns):
-				if !ns.StdinLeft || !strings.Contains(ns.Stderr, "receiver gone") {
-					t.Errorf("NoStatusError = %+v, want stdin left and the command's stderr", ns)
+				t.Logf("%s/%s: %v after %v", proto.name, tt.name, err, time.Since(start).Round(time.Millisecond))
+				if err == nil || !strings.Contains(err.Error(), target.Pod) {
+					t.Errorf("Run = %v, want an error naming the pod", err)
 				}
-			default:
-				t.Errorf("Run of a command that stops reading = %v, want an *ExecError or a *NoStatusError", err)
-			}
-		})
+				var ee *podexec.ExecError
+				var ns *podexec.NoStatusError
+				var se *podexec.StallError
+				switch {
+				case errors.As(err, &se):
+					if se.Sent < 1024 {
+						t.Errorf("StallError after %d bytes of stdin, want at least the 1 KiB the command read", se.Sent)
+					}
+				case tt.name == "stays":
+					t.Errorf("Run of a command that stopped reading = %v, want a *StallError", err)
+				case errors.As(err, &ee):
+					if ee.ExitCode != 3 {
+						t.Errorf("exit code = %d, want 3", ee.ExitCode)
+					}
+				case errors.As(err, &ns):
+					if !ns.StdinLeft || !strings.Contains(ns.Stderr, "receiver gone") {
+						t.Errorf("NoStatusError = %+v, want stdin left and the command's stderr", ns)
+					}
+				default:
+					t.Errorf("Run of a command that exits early = %v, want an *ExecError, *NoStatusError or *StallError", err)
+				}
+			})
+		}
 	}
 }
