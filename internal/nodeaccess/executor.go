@@ -90,6 +90,16 @@ type HostVars struct {
 	AnsibleUser string `json:"ansible_user,omitempty"`
 }
 
+// ansibleUser is the inventory's ansible_user for a node's username: none
+// for Zuul's default, whose record has none (Nodepool leaves it out, and so
+// does Zuul's executor: Ansible's remote user is then its own, zuul).
+func ansibleUser(username string) string {
+	if username == zk.DefaultUsername {
+		return ""
+	}
+	return username
+}
+
 // ExecutorFiles are the kubeconfig and inventory for a set of nodes, with
 // the kubeconfig context of each node.
 type ExecutorFiles struct {
@@ -160,7 +170,7 @@ func NewExecutorFiles(nodes []*zk.Node) (*ExecutorFiles, error) {
 			AnsibleKubectlContext:    ctxName,
 			AnsiblePythonInterpreter: python,
 			AnsibleShellType:         n.ShellType,
-			AnsibleUser:              n.Username,
+			AnsibleUser:              ansibleUser(n.Username),
 		}
 	}
 	return f, nil

@@ -455,7 +455,6 @@ func TestSafeNodes(t *testing.T) {
 	})
 
 	t.Run("network policies", func(t *testing.T) {
-		fromOwnNamespace := []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{}}}}}
 		for _, c := range []struct {
 			n        safeNode
 			isolated bool
@@ -464,7 +463,22 @@ func TestSafeNodes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("network policy of %s: %v", c.n.namespace, err)
 			}
-			if diff := cmp.Diff(fromOwnNamespace, np.Spec.Ingress); diff != "" {
+			// Ingress from the namespace itself, and from the other
+			// namespaces of its buildset (the stand-in's requests carry one,
+			// as Zuul's do): nothing else.
+			nsObj, err := le.env.Client.CoreV1().Namespaces().Get(ctx, c.n.namespace, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bs := nsObj.Labels[kube.LabelBuildset]
+			if bs == "" {
+				t.Errorf("namespace %s has no %s label; the request had a build_set_uuid", c.n.namespace, kube.LabelBuildset)
+			}
+			want := []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{
+				{PodSelector: &metav1.LabelSelector{}},
+				{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{kube.LabelBuildset: bs}}},
+			}}}
+			if diff := cmp.Diff(want, np.Spec.Ingress); diff != "" {
 				t.Errorf("%s: ingress mismatch (-want +got):\n%s", c.n.namespace, diff)
 			}
 			hasEgress := len(np.Spec.PolicyTypes) == 2 && np.Spec.PolicyTypes[1] == networkingv1.PolicyTypeEgress
