@@ -199,17 +199,20 @@ func (c *cluster) up(ctx context.Context) error {
 	if err := c.corednsRBAC(ctx); err != nil {
 		return err
 	}
-	for _, d := range []daemon{proxy, dns} {
-		if err := c.start(ctx, d); err != nil {
-			return err
-		}
+	// CoreDNS before the kubelet, whose pods resolve through it; kube-proxy
+	// after, since it is healthy only once it has found its Node (it waits
+	// up to 30 s for the kubelet to register it).
+	if err := c.start(ctx, dns); err != nil {
+		return err
 	}
 	pause, machine, err := c.images(ctx)
 	if err != nil {
 		return err
 	}
-	if err := c.start(ctx, kubelet); err != nil {
-		return err
+	for _, d := range []daemon{kubelet, proxy} {
+		if err := c.start(ctx, d); err != nil {
+			return err
+		}
 	}
 	if err := c.waitNodeReady(ctx); err != nil {
 		return err
