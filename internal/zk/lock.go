@@ -202,7 +202,7 @@ func (c *Client) acquire(ctx context.Context, dir string, makeParents, wait bool
 	case errors.Is(err, zk.ErrNoNode) && !makeParents:
 		return nil, zkErr(err)
 	case errors.Is(err, zk.ErrNoNode):
-		if err := c.ensurePath(ctx, c.abs(dir)); err != nil {
+		if err := c.ensurePathRetry(ctx, c.abs(dir)); err != nil {
 			return nil, err
 		}
 	default:
@@ -241,11 +241,18 @@ func (c *Client) acquire(ctx context.Context, dir string, makeParents, wait bool
 				// No directory (the fast path's reply was lost before it
 				// was applied): make it and enter again.
 				if makeParents {
-					if err := c.ensurePath(ctx, c.abs(dir)); err != nil {
+					if err := c.ensurePathRetry(ctx, c.abs(dir)); err != nil {
 						return nil, err
 					}
 				} else if _, err := c.conn.Create(c.abs(dir), nil, 0, zk.WorldACL(zk.PermAll)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-					return nil, zkErr(err)
+					if !isRetryable(err) {
+						return nil, zkErr(err)
+					}
+					// The connection dropped again: the next pass looks
+					// for our contender and makes the directory anew.
+					if err := c.retryWait(ctx, 100*time.Millisecond); err != nil {
+						return nil, err
+					}
 				}
 				continue
 			}
@@ -362,6 +369,20 @@ func (c *Client) createContender(dir, prefix string) (string, error) {
 		}
 	}
 	return "", zkErr(err)
+}
+
+// ensurePathRetry is ensurePath, tried again while the connection is down
+// (a lock taken across a lost reply must not fail for it).
+func (c *Client) ensurePathRetry(ctx context.Context, p string) error {
+	for {
+		err := c.ensurePath(ctx, p)
+		if err == nil || !isRetryable(err) {
+			return err
+		}
+		if err := c.retryWait(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // isRetryable reports errors that a reconnect may cure: go-zookeeper's
