@@ -410,8 +410,15 @@ func (c *Client) lockNode(ctx context.Context, id string, wait bool) (*Lock, *No
 	if err != nil {
 		return nil, nil, fmt.Errorf("locking node %s: %w", id, err)
 	}
-	// We hold the lock: read the data alone.
+	// We hold the lock: read the data alone, waiting out a dropped
+	// connection while our session lasts.
 	n, err := c.getNodeData(ctx, id)
+	for err != nil && isRetryable(err) && !c.sessionEnded(l.sid) {
+		if werr := c.retryWait(ctx, 100*time.Millisecond); werr != nil {
+			break
+		}
+		n, err = c.getNodeData(ctx, id)
+	}
 	if err != nil {
 		_ = l.Release(context.WithoutCancel(ctx))
 		return nil, nil, err

@@ -291,6 +291,14 @@ func (c *Client) lockRequest(ctx context.Context, id string, wait bool) (*Lock, 
 		return nil, nil, fmt.Errorf("locking request %s: %w", id, err)
 	}
 	r, err := c.GetRequest(ctx, id)
+	// We hold the lock while our session lasts: a dropped connection is
+	// waited out rather than throwing the lock away.
+	for err != nil && isRetryable(err) && !c.sessionEnded(l.sid) {
+		if werr := c.retryWait(ctx, 100*time.Millisecond); werr != nil {
+			break
+		}
+		r, err = c.GetRequest(ctx, id)
+	}
 	if err != nil {
 		_ = l.Release(context.WithoutCancel(ctx))
 		if errors.Is(err, ErrNoNode) {
