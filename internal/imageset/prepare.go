@@ -164,7 +164,7 @@ func sameTargets(j *Journal, path string, steps []CopyStep) error {
 	}
 	slices.Sort(targets)
 	if !slices.Equal(targets, j.Targets()) {
-		return fmt.Errorf("%w: %s (%s, %d targets, started %s): finish it (the command that wrote it) or undo it (promote --rollback --journal %s) first",
+		return fmt.Errorf("%w: %s (%s, %d targets, started %s): finish it (the command that wrote it, run again) or undo it (that command with --rollback --journal %s) first",
 			ErrJournalMismatch, path, j.Operation, len(j.Entries), j.Created.Format(time.RFC3339), path)
 	}
 	return nil
