@@ -108,29 +108,15 @@ func (p Policy) public(name string) bool {
 // <prefix><buildset>/, pull on public repositories. Nothing else: no other
 // resource type or class, no catalog, no delete, no malformed name.
 func (p Policy) Grant(buildset string, requested []registrytoken.Access) []registrytoken.Access {
-	var out []registrytoken.Access
-	for _, r := range requested {
-		if r.Type != "repository" || r.Class != "" || !validRepository(r.Name) {
-			continue
-		}
-		var allowed []string
+	return grant(requested, func(name string) []string {
 		switch {
-		case buildset != "" && strings.HasPrefix(r.Name, p.Repository(buildset)):
-			allowed = []string{"pull", "push"}
-		case p.public(r.Name):
-			allowed = []string{"pull"}
+		case buildset != "" && strings.HasPrefix(name, p.Repository(buildset)):
+			return []string{"pull", "push"}
+		case p.public(name):
+			return []string{"pull"}
 		}
-		var acts []string
-		for _, a := range r.Actions {
-			if slices.Contains(allowed, a) && !slices.Contains(acts, a) {
-				acts = append(acts, a)
-			}
-		}
-		if len(acts) > 0 {
-			out = append(out, registrytoken.Access{Type: r.Type, Name: r.Name, Actions: acts})
-		}
-	}
-	return out
+		return nil
+	})
 }
 
 // GrantPromoter returns what a promoter may have of requested: pull on
@@ -139,18 +125,26 @@ func (p Policy) Grant(buildset string, requested []registrytoken.Access) []regis
 // repositories). Never push into a buildset's area, nor delete, nor the
 // catalog: promoting out of a buildset cannot change what it built.
 func (p Policy) GrantPromoter(requested []registrytoken.Access) []registrytoken.Access {
+	return grant(requested, func(name string) []string {
+		if strings.HasPrefix(name, p.prefix()) {
+			return []string{"pull"}
+		}
+		return []string{"pull", "push"}
+	})
+}
+
+// grant keeps, of requested, the actions allowed says a repository may
+// have: only well-formed repository scopes, each action once.
+func grant(requested []registrytoken.Access, allowed func(name string) []string) []registrytoken.Access {
 	var out []registrytoken.Access
 	for _, r := range requested {
 		if r.Type != "repository" || r.Class != "" || !validRepository(r.Name) {
 			continue
 		}
-		allowed := []string{"pull"}
-		if !strings.HasPrefix(r.Name, p.prefix()) {
-			allowed = append(allowed, "push")
-		}
+		ok := allowed(r.Name)
 		var acts []string
 		for _, a := range r.Actions {
-			if slices.Contains(allowed, a) && !slices.Contains(acts, a) {
+			if slices.Contains(ok, a) && !slices.Contains(acts, a) {
 				acts = append(acts, a)
 			}
 		}
