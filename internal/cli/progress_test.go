@@ -83,18 +83,7 @@ func TestProgressOnTerminalOnly(t *testing.T) {
 		t.Errorf("stderr on a terminal = %q, want the progress line (\"... of %d images\") drawn and cleared", onTTY, n)
 	}
 
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	piped := make(chan string)
-	go func() {
-		b, _ := io.ReadAll(r)
-		piped <- string(b)
-	}()
-	promote(w, "in-a-pipe")
-	w.Close()
-	if got := <-piped; strings.Contains(got, "images") || strings.Contains(got, "\r") {
+	if got := piped(t, func(w io.Writer) { promote(w, "in-a-pipe") }); strings.Contains(got, "images") || strings.Contains(got, "\r") {
 		t.Errorf("stderr in a pipe = %q, want no progress", got)
 	}
 }
@@ -136,18 +125,24 @@ func TestRequestProgress(t *testing.T) {
 		t.Errorf("stderr on a terminal with -o json = %q, want no progress", got)
 	}
 
+	if got := piped(t, func(w io.Writer) { request(w, "table") }); strings.Contains(got, "waiting for a launcher to take it") || strings.Contains(got, "\r") {
+		t.Errorf("stderr in a pipe = %q, want no progress", got)
+	}
+}
+
+// piped runs f with a pipe as its stderr and returns what went through it.
+func piped(t *testing.T, f func(stderr io.Writer)) string {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	piped := make(chan string)
+	out := make(chan string)
 	go func() {
 		b, _ := io.ReadAll(r)
-		piped <- string(b)
+		out <- string(b)
 	}()
-	request(w, "table")
+	f(w)
 	w.Close()
-	if got := <-piped; strings.Contains(got, "waiting for a launcher to take it") || strings.Contains(got, "\r") {
-		t.Errorf("stderr in a pipe = %q, want no progress", got)
-	}
+	return <-out
 }
