@@ -86,19 +86,7 @@ func TestFor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", name+".yaml")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("reading golden file (run with -update to write it): %v", err)
-			}
-			if d := cmp.Diff(string(want), string(got)); d != "" {
-				t.Errorf("For(%s) differs from %s (-want +got):\n%s", name, golden, d)
-			}
+			checkGolden(t, filepath.Join("testdata", name+".yaml"), got, "For("+name+")")
 			// The label is not changed by shaping its pod.
 			if after, _ := yaml.Marshal(label.Spec); string(after) != string(before) {
 				t.Errorf("For(%s) changed the label's spec", name)
@@ -198,19 +186,7 @@ func TestAddBuildsetRegistry(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", name+"-buildset.yaml")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("reading golden file (run with -update to write it): %v", err)
-			}
-			if d := cmp.Diff(string(want), string(got)); d != "" {
-				t.Errorf("AddBuildsetRegistry(%s) differs from %s (-want +got):\n%s", name, golden, d)
-			}
+			checkGolden(t, filepath.Join("testdata", name+"-buildset.yaml"), got, "AddBuildsetRegistry("+name+")")
 			// Every container but the git sidecar has the credentials.
 			for _, c := range p.Spec.Containers {
 				env := map[string]string{}
@@ -236,4 +212,22 @@ func TestAddBuildsetRegistry(t *testing.T) {
 			t.Errorf("AddBuildsetRegistry without a path = nil error, want one")
 		}
 	})
+}
+
+// checkGolden compares got, what call made, with the golden file (written
+// with -update).
+func checkGolden(t *testing.T, golden string, got []byte, call string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("reading golden file (run with -update to write it): %v", err)
+	}
+	if d := cmp.Diff(string(want), string(got)); d != "" {
+		t.Errorf("%s differs from %s (-want +got):\n%s", call, golden, d)
+	}
 }
