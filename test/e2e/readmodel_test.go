@@ -3,15 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/kubepool/kubepool/internal/web"
 )
 
 // TestReadModel: the launcher's /node-list, /request-list and /label-list
@@ -35,20 +32,7 @@ func TestReadModel(t *testing.T) {
 		t.Fatalf("request for an unknown label = %v, want failed", r)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&web.Server{Source: le.l}).Serve(srvCtx, ln) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("web.Server.Serve = %v", err)
-		}
-	}()
-	base := "http://" + ln.Addr().String()
+	base := serveStatus(t, le)
 	cfgFile := filepath.Join(t.TempDir(), "launcher.yaml")
 	if err := os.WriteFile(cfgFile, []byte(launcherConfig(le.env, le.servers, le.provider, 0)), 0o600); err != nil {
 		t.Fatal(err)

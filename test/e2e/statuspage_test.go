@@ -46,20 +46,8 @@ func TestStatusPageBrowser(t *testing.T) {
 		t.Fatalf("request for an unknown label = %v, want failed", r)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&web.Server{Source: le.l}).Serve(srvCtx, ln) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("web.Server.Serve = %v", err)
-		}
-	}()
-	url := "http://" + ln.Addr().String() + "/"
+	base := serveStatus(t, le)
+	url := base + "/"
 
 	dom, err := browser.DOM(ctx, url)
 	if err != nil {
@@ -117,4 +105,24 @@ func TestStatusPageBrowser(t *testing.T) {
 	returnNS()
 	le.waitGone(t, podNode, "")
 	le.waitGone(t, nsNode, "")
+}
+
+// serveStatus serves le's launcher's status endpoints (internal/web) on a
+// loopback port until the test ends, and returns their base URL.
+func serveStatus(t *testing.T, le *launcherEnv) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&web.Server{Source: le.l}).Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("web.Server.Serve = %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
