@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -316,7 +315,7 @@ func TestBuildsetRegistry(t *testing.T) {
 	if _, err := childClient.CoreV1().Pods(childNS).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating a pod with %s in %s with the node's token: %v", appRef, childNS, err)
 	}
-	if out := markerOutput(t, ctx, be.env.Client, childNS, pod.Name); strings.TrimSpace(out) != b {
+	if out := podRunOutput(t, ctx, be.env.Client, childNS, pod.Name); strings.TrimSpace(out) != b {
 		t.Errorf("marker read in the pod of buildset %s's child = %q, want %q", b, out, b)
 	}
 
@@ -422,33 +421,6 @@ func markerPod(image string) *corev1.Pod {
 			}},
 		},
 	}
-}
-
-// markerOutput waits for pod to succeed and returns its log.
-func markerOutput(t *testing.T, ctx context.Context, c kubernetes.Interface, namespace, pod string) string {
-	t.Helper()
-	var last *corev1.Pod
-	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		p, err := c.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		last = p
-		if p.Status.Phase == corev1.PodFailed {
-			return false, fmt.Errorf("pod %s/%s failed: %v", namespace, pod, p.Status)
-		}
-		return p.Status.Phase == corev1.PodSucceeded, nil
-	})
-	if err != nil {
-		t.Fatalf("waiting for pod %s/%s: %v (last status %+v)", namespace, pod, err, last.Status.ContainerStatuses)
-	}
-	rc, err := c.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{}).Stream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, _ := io.ReadAll(rc)
-	return string(b)
 }
 
 // waitPullFailure waits until container of pod fails to pull its image and
@@ -827,7 +799,7 @@ while True:
 	if _, err := clientClient.CoreV1().Pods(clientNS).Create(ctx, fetch, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating the client pod in %s: %v", clientNS, err)
 	}
-	if out := markerOutput(t, ctx, admin, clientNS, "fetch"); strings.TrimSpace(out) != marker {
+	if out := podRunOutput(t, ctx, admin, clientNS, "fetch"); strings.TrimSpace(out) != marker {
 		t.Errorf("%s from namespace %s = %q, want %q", url, clientNS, out, marker)
 	}
 

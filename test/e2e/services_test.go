@@ -92,11 +92,7 @@ for url in sys.argv[1:]:
 	if _, err := c.CoreV1().Pods(ns).Create(ctx, client, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating the client pod: %v", err)
 	}
-	phase := waitPodDone(t, ctx, env.Client, ns, "client")
-	logs := podLogs(t, ctx, env.Client, ns, "client")
-	if phase != corev1.PodSucceeded {
-		t.Fatalf("client pod %s; its output:\n%s", phase, logs)
-	}
+	logs := podRunOutput(t, ctx, env.Client, ns, "client")
 	for _, u := range urls {
 		if want := u + " " + marker; !strings.Contains(logs, want) {
 			t.Errorf("client output lacks %q:\n%s", want, logs)
@@ -127,8 +123,7 @@ for name in ("nothing-here." + "` + ns + `" + ".svc.cluster.local", "example.inv
 		if _, err := c.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitPodDone(t, ctx, env.Client, ns, "nxdomain")
-		logs := podLogs(t, ctx, env.Client, ns, "nxdomain")
+		logs := podRunOutput(t, ctx, env.Client, ns, "nxdomain")
 		for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
 			var name, verdict string
 			var took float64
@@ -139,6 +134,18 @@ for name in ("nothing-here." + "` + ns + `" + ".svc.cluster.local", "example.inv
 			t.Logf("%s: NXDOMAIN in %.3f s", name, took)
 		}
 	})
+}
+
+// podRunOutput waits for a pod to succeed and returns its log; a pod that
+// fails fails the test, with its log.
+func podRunOutput(t *testing.T, ctx context.Context, c kubernetes.Interface, namespace, pod string) string {
+	t.Helper()
+	phase := waitPodDone(t, ctx, c, namespace, pod)
+	out := podLogs(t, ctx, c, namespace, pod)
+	if phase != corev1.PodSucceeded {
+		t.Fatalf("pod %s/%s %s; its output:\n%s", namespace, pod, phase, out)
+	}
+	return out
 }
 
 // waitPodDone waits for a pod to succeed or fail, and returns its phase.
