@@ -9,6 +9,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/kubepool/kubepool/internal/kube"
@@ -41,8 +42,16 @@ func TestOpenShiftProjectRequest(t *testing.T) {
 
 	d := newDriver(t, env)
 	d.Projects = true
-	if served, err := d.ServesProjects(ctx); err != nil || !served {
-		t.Fatalf("ServesProjects = %v, %v; want true with the project API registered", served, err)
+	// The aggregator answers for a new APIService only once it has found
+	// its backend available: wait for that (bounded), then discovery must
+	// say the project API is served.
+	var served bool
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		served, err = d.ServesProjects(ctx)
+		return err == nil && served, nil
+	})
+	if !served {
+		t.Fatalf("ServesProjects = %v, %v (after waiting: %v); want true with the project API registered", served, err, ctx.Err())
 	}
 	ns := uniqueNS("e2e-proj")
 	t.Cleanup(func() { _ = env.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
